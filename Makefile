@@ -1,0 +1,65 @@
+# unipruning — build, test, demo and benchmark targets.
+#
+# OpenBLAS (Debian libopenblas-dev) is used for matrix products when it is
+# installed (build tag "openblas", cgo); otherwise the pure-Go gonum kernel.
+# `make setup` installs it on Debian/Ubuntu.
+
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/unipruning
+DATA ?= ../shared/data
+HAVE_OPENBLAS := $(shell ls /usr/lib/*/libopenblas.so /usr/lib/libopenblas.so 2>/dev/null | head -1)
+ifneq ($(HAVE_OPENBLAS),)
+TAGS ?= openblas
+endif
+GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS),)
+
+.PHONY: all setup build test test-short vet fmt demo bench fuzz results clean static
+
+all: build
+
+## setup: install system packages (OpenBLAS) and fetch Go modules
+setup:
+	@if ! ls /usr/lib/*/libopenblas.so >/dev/null 2>&1; then \
+		if command -v apt-get >/dev/null; then \
+			SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+			$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libopenblas-dev; \
+		else echo "OpenBLAS not found and no apt-get: building with the pure-Go kernel"; fi; \
+	fi
+	$(GO) mod download
+
+## build: the unipruning binary in bin/ (OpenBLAS when available)
+build:
+	$(GO) build $(GOFLAGS_TAGS) -o $(BIN) ./cmd/unipruning
+
+## static: a static pure-Go binary (for FROM scratch containers)
+static:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/unipruning-static ./cmd/unipruning
+
+## vet: gofmt and go vet
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(GOFLAGS_TAGS) ./...
+
+## test: vet, then every test (pure-Go kernel and, when present, OpenBLAS)
+test: vet
+	$(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 25m ./...
+	@if [ -n "$(TAGS)" ]; then $(GO) test -count=1 ./nn/ ; fi
+
+## demo: set up and run the main job on the bundled defaults
+demo: setup build
+	./scripts/demo.sh $(BIN) $(DATA)
+
+## bench: micro and model benchmarks (see docs/benchmarks.md)
+bench: build
+	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench . -benchtime 3x ./nn/ ./model/... ./eval/
+
+## fuzz: short runs of every fuzz target
+fuzz:
+	$(GO) test -run XXX -fuzz FuzzOpen -fuzztime 30s ./model/safetensors/
+	$(GO) test -run XXX -fuzz FuzzLoad -fuzztime 30s ./model/tokenizer/
+	$(GO) test -run XXX -fuzz FuzzLlama2CEncode -fuzztime 30s ./model/tokenizer/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/unipruning/unipruning/eval"
+	"github.com/unipruning/unipruning/nn"
+)
+
+type evalFlags struct {
+	model, tokenizer, dataset, text string
+	seqlen, batch, limit            int
+	json                            bool
+}
+
+// evalResult is the JSON result of `unipruning eval`.
+type evalResult struct {
+	eval.Manifest
+	Model     string  `json:"model"`
+	PPL       float64 `json:"ppl"`
+	NLL       float64 `json:"nll"`
+	Predicted int     `json:"predicted"`
+	Seconds   float64 `json:"seconds"`
+	Kernel    string  `json:"kernel"`
+}
+
+func evalCmd() *cobra.Command {
+	var f evalFlags
+	cmd := &cobra.Command{
+		Use:   "eval",
+		Short: "Perplexity of a model under a standard protocol (wikitext2, c4, lines)",
+		Long: `Scores a model's perplexity = exp(mean next-token NLL over all predicted tokens).
+
+Protocols (DESIGN §2.6):
+  wikitext2  rows of wiki.test.raw joined with "\n\n", tokenized once with BOS,
+             non-overlapping windows of --seqlen (remainder dropped)
+  c4         the GPTQ selection: 256 windows from validation documents longer than
+             --seqlen, chosen by Python-random-compatible draws with seed 0
+  lines      every non-empty (trimmed) line is a document with a BOS in front;
+             documents concatenated, then windows as wikitext2
+
+The report states model, protocol, file sha256, seqlen, windows and tokenizer.`,
+		Example: `  unipruning eval --model stories260K.bin --tokenizer tok512.bin \
+      --dataset lines --text TinyStories-validation-head-794K.txt --seqlen 256`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runEval(f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.model, "model", "", "model: HF directory or llama2.c .bin file (required)")
+	fl.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer file when it is not in the model directory (llama2.c: tok512.bin)")
+	fl.StringVar(&f.dataset, "dataset", "", "protocol: wikitext2, c4 or lines (required)")
+	fl.StringVar(&f.text, "text", "", "the text file the protocol reads (wiki.test.raw, a C4 validation .jsonl, or a text file) (required)")
+	fl.IntVar(&f.seqlen, "seqlen", 0, "window length in tokens (default: min(2048, the model's context))")
+	fl.IntVar(&f.batch, "batch", 0, "windows per forward pass (default: about 4096 tokens' worth)")
+	fl.IntVar(&f.limit, "limit", 0, "score only the first N windows (0 = all); the report says so")
+	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object on stdout")
+	return cmd
+}
+
+func runEval(f evalFlags) error {
+	if f.dataset == "" || f.text == "" {
+		return fmt.Errorf("--dataset and --text are required")
+	}
+	m, err := openModel(f.model, f.tokenizer, true)
+	if err != nil {
+		return err
+	}
+	defer m.ck.Close()
+	if f.seqlen == 0 {
+		f.seqlen = min(2048, m.ck.Config.MaxSeq)
+	}
+	if f.seqlen > m.ck.Config.MaxSeq {
+		return fmt.Errorf("--seqlen %d exceeds the model's context of %d tokens", f.seqlen, m.ck.Config.MaxSeq)
+	}
+	ws, man, err := eval.EvalWindows(f.dataset, f.text, m.tok, f.seqlen)
+	if err != nil {
+		return err
+	}
+	if f.limit > 0 && f.limit < len(ws) {
+		ws = ws[:f.limit]
+		man.Note += fmt.Sprintf(" limited to the first %d of %d windows", f.limit, man.Windows)
+		man.Windows = f.limit
+	}
+	man.Tokenizer = m.ck.TokenizerPath
+	logf("eval %s: %s (sha256 %.12s…), %d windows × %d tokens, model %s, kernel %s",
+		f.dataset, f.text, man.SHA256, len(ws), f.seqlen, f.model, nn.ActiveKernel())
+	if f.batch == 0 {
+		f.batch = eval.BatchFor(f.seqlen)
+	}
+	start := time.Now()
+	bar := newProgress(len(ws), "perplexity")
+	res, err := eval.Perplexity(nn.NewStage(m.w), ws, f.batch, func(d, t int) { bar.Set(d, "") })
+	bar.Done()
+	if err != nil {
+		return err
+	}
+	out := evalResult{Manifest: *man, Model: f.model, PPL: res.PPL(), NLL: res.Sum / float64(res.Count),
+		Predicted: res.Count, Seconds: time.Since(start).Seconds(), Kernel: nn.ActiveKernel()}
+	if f.json {
+		return printJSON(out)
+	}
+	fmt.Printf("model      %s\ndataset    %s  %s\nsha256     %s\ntokenizer  %s\nseqlen     %d  windows %d  predicted %d\nppl        %.4f  (mean NLL %.6f)  %.1fs\n",
+		out.Model, out.Dataset, out.Path, out.SHA256, out.Tokenizer, out.Seqlen, out.Windows, out.Predicted, out.PPL, out.NLL, out.Seconds)
+	return nil
+}

@@ -1,0 +1,35 @@
+// Command unipruning prunes LLaMA-family language models after training:
+// UniPruning (a mirror-descent saliency search with one model-wide budget),
+// the magnitude / Wanda / RIA / SparseGPT baselines, and the standard
+// perplexity protocols — in one process or across a cluster.
+//
+// This package is the only composition root: subcommands wire the library
+// packages together.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	root := &cobra.Command{
+		Use:   "unipruning",
+		Short: "Prune LLaMA-family models with UniPruning and the standard baselines",
+		Long: `unipruning prunes LLaMA-family checkpoints (HF safetensors directories or llama2.c .bin
+files) after training, evaluates them with the standard perplexity protocols, and runs
+the UniPruning search in one process or across a cluster.
+
+Every command prints progress on stderr; with --json its result is one JSON object
+on stdout.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(evalCmd(), generateCmd(), synthCmd(), convertCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "unipruning:", err)
+		os.Exit(1)
+	}
+}

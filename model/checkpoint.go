@@ -1,0 +1,231 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/unipruning/unipruning/model/safetensors"
+	"github.com/unipruning/unipruning/model/tokenizer"
+)
+
+// Format is the on-disk layout of a checkpoint.
+type Format string
+
+// Supported checkpoint formats.
+const (
+	FormatHF      Format = "hf"
+	FormatLlama2C Format = "llama2c"
+)
+
+// Source gives access to a checkpoint's tensors by canonical name, one at a
+// time, so a process can load only the layers it owns.
+type Source interface {
+	Tensors() []TensorMeta
+	ReadFloat32Into(name string, dst []float32) error
+	Close() error
+}
+
+// Checkpoint is an opened model: its configuration, its tensors (read
+// lazily) and where its tokenizer is.
+type Checkpoint struct {
+	Path          string // the directory (HF) or .bin file (llama2.c)
+	Format        Format
+	Config        *Config
+	TokenizerPath string // "" when none was found or given
+	src           Source
+	hf            *safetensors.Set // for HF: the original files, for rewriting
+	l2c           *llama2cFile
+	meta          map[string]TensorMeta
+}
+
+// Open opens a model: an HF directory (config.json + safetensors) or a
+// llama2.c .bin file. tokenizer names the tokenizer file where it does not
+// sit in the model directory ("" = look beside the model).
+func Open(path, tokenizerPath string) (*Checkpoint, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	var ck *Checkpoint
+	if st.IsDir() {
+		ck, err = openHF(path)
+	} else {
+		ck, err = openL2C(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ck.meta = map[string]TensorMeta{}
+	for _, t := range ck.src.Tensors() {
+		ck.meta[t.Name] = t
+	}
+	if err := ck.checkTensors(); err != nil {
+		ck.Close()
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	ck.TokenizerPath = tokenizerPath
+	if tokenizerPath == "" {
+		ck.TokenizerPath = findTokenizer(ck)
+	}
+	return ck, nil
+}
+
+func openHF(dir string) (*Checkpoint, error) {
+	cfg, err := ReadHFConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	set, err := safetensors.OpenSet(dir)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	return &Checkpoint{Path: dir, Format: FormatHF, Config: cfg, src: hfSource{set}, hf: set}, nil
+}
+
+func openL2C(path string) (*Checkpoint, error) {
+	if strings.HasSuffix(path, ".safetensors") || filepath.Base(path) == "config.json" {
+		return nil, fmt.Errorf("model: %s: pass the Hugging Face model directory, not one of its files", path)
+	}
+	lf, cfg, err := openLlama2C(path)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	return &Checkpoint{Path: path, Format: FormatLlama2C, Config: cfg, src: lf, l2c: lf}, nil
+}
+
+// findTokenizer looks for a tokenizer beside the model: tokenizer.model or
+// tokenizer.json, then llama2.c-style tokenizer.bin / tok<vocab>.bin (which
+// an output directory of a llama2.c model carries), then any tok*.bin.
+func findTokenizer(ck *Checkpoint) string {
+	dir := ck.Path
+	if ck.Format == FormatLlama2C {
+		dir = filepath.Dir(ck.Path)
+	}
+	if p, ok := tokenizer.FindInDir(dir); ok {
+		return p
+	}
+	for _, n := range []string{"tokenizer.bin", fmt.Sprintf("tok%d.bin", ck.Config.Vocab)} {
+		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+			return filepath.Join(dir, n)
+		}
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "tok*.bin")); len(m) == 1 {
+		return m[0]
+	}
+	return ""
+}
+
+// checkTensors verifies that every tensor the architecture needs is present
+// with the right shape, so a bad checkpoint fails at open, not mid-run.
+func (ck *Checkpoint) checkTensors() error {
+	c := ck.Config
+	want := map[string][]int{EmbedName: {c.Vocab, c.Dim}, NormName: {c.Dim}}
+	if !c.TiedHead {
+		want[HeadName] = []int{c.Vocab, c.Dim}
+	}
+	for l := 0; l < c.Layers; l++ {
+		want[AttnNormName(l)] = []int{c.Dim}
+		want[MLPNormName(l)] = []int{c.Dim}
+		for m := Matrix(0); m < NumMatrices; m++ {
+			out, in := m.Shape(c)
+			want[Target{l, m}.TensorName()] = []int{out, in}
+			if (c.QKVBias && m <= V) || (c.OBias && m == O) {
+				want[Target{l, m}.BiasName()] = []int{out}
+			}
+		}
+	}
+	var missing []string
+	for name, shape := range want {
+		t, ok := ck.meta[name]
+		if !ok {
+			missing = append(missing, name)
+			continue
+		}
+		if !sameShape(t.Shape, shape) {
+			return fmt.Errorf("tensor %s has shape %v, the config implies %v", name, t.Shape, shape)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		if len(missing) > 5 {
+			missing = append(missing[:5], fmt.Sprintf("... (%d in all)", len(missing)))
+		}
+		return fmt.Errorf("missing tensors: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Tensor returns a tensor's metadata.
+func (ck *Checkpoint) Tensor(name string) (TensorMeta, bool) {
+	t, ok := ck.meta[name]
+	return t, ok
+}
+
+// Tensors lists all tensors of the checkpoint.
+func (ck *Checkpoint) Tensors() []TensorMeta { return ck.src.Tensors() }
+
+// Read returns a tensor as float32.
+func (ck *Checkpoint) Read(name string) ([]float32, error) {
+	t, ok := ck.meta[name]
+	if !ok {
+		return nil, fmt.Errorf("model has no tensor %q", name)
+	}
+	dst := make([]float32, t.Elements())
+	return dst, ck.src.ReadFloat32Into(name, dst)
+}
+
+// ReadInto reads a tensor into dst, whose length must match.
+func (ck *Checkpoint) ReadInto(name string, dst []float32) error {
+	t, ok := ck.meta[name]
+	if !ok {
+		return fmt.Errorf("model has no tensor %q", name)
+	}
+	if t.Elements() != len(dst) {
+		return fmt.Errorf("tensor %s has %d values, destination %d", name, t.Elements(), len(dst))
+	}
+	return ck.src.ReadFloat32Into(name, dst)
+}
+
+// LoadTokenizer loads the checkpoint's tokenizer.
+func (ck *Checkpoint) LoadTokenizer() (tokenizer.Tokenizer, error) {
+	if ck.TokenizerPath == "" {
+		return nil, errors.New("no tokenizer found beside the model: pass --tokenizer FILE")
+	}
+	return tokenizer.Load(ck.TokenizerPath)
+}
+
+// Close releases the files.
+func (ck *Checkpoint) Close() error { return ck.src.Close() }
+
+// hfSource adapts a safetensors set to Source.
+type hfSource struct{ set *safetensors.Set }
+
+func (h hfSource) Tensors() []TensorMeta {
+	var ts []TensorMeta
+	for _, t := range h.set.Tensors() {
+		ts = append(ts, TensorMeta{Name: t.Name, Shape: t.Shape, DType: string(t.DType)})
+	}
+	return ts
+}
+
+func (h hfSource) ReadFloat32Into(name string, dst []float32) error {
+	return h.set.ReadFloat32Into(name, dst)
+}
+
+func (h hfSource) Close() error { return h.set.Close() }

@@ -1,0 +1,205 @@
+package nn
+
+import (
+	"math"
+	"runtime"
+	"sync"
+)
+
+// attnShape describes the multi-head attention of a batch: B windows of T
+// tokens, H query heads sharing KV heads in groups, head width hd.
+type attnShape struct {
+	B, T, H, KV, hd int
+	window          int // sliding window (0 = none)
+}
+
+func (a attnShape) qdim() int  { return a.H * a.hd }
+func (a attnShape) kvdim() int { return a.KV * a.hd }
+
+// attnBlock is the number of query rows handled at once. Row block
+// [r0, r1) only attends to keys [0, r1), so causal attention costs about
+// half of the full T×T products.
+const attnBlock = 64
+
+// attnScratch is per-worker memory.
+type attnScratch[T Float] struct {
+	p, dp  []T // attnBlock × T probabilities and their gradient
+	kt, vt []T // hd × T transposed keys and values of the current head
+	ot     []T // hd × attnBlock transposed output block (narrow heads)
+}
+
+// narrowHead is the head width below which P·V is computed transposed:
+// gemm kernels are fast on long rows, and a row of V is only hd long.
+const narrowHead = 32
+
+// forEachGroup runs f for every (window, kv-head) pair on a pool of
+// workers. Each pair writes disjoint outputs, and the query heads of a group
+// are handled in a fixed order, so results do not depend on scheduling.
+func forEachGroup[T Float](a attnShape, scratch []attnScratch[T], f func(b, g int, s *attnScratch[T])) {
+	jobs := a.B * a.KV
+	workers := min(len(scratch), jobs)
+	if workers <= 1 {
+		for j := 0; j < jobs; j++ {
+			f(j/a.KV, j%a.KV, &scratch[0])
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	next := make(chan int, jobs)
+	for j := 0; j < jobs; j++ {
+		next <- j
+	}
+	close(next)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(s *attnScratch[T]) {
+			defer wg.Done()
+			for j := range next {
+				f(j/a.KV, j%a.KV, s)
+			}
+		}(&scratch[w])
+	}
+	wg.Wait()
+}
+
+func newScratch[T Float](t, hd int, grad bool) []attnScratch[T] {
+	n := runtime.GOMAXPROCS(0)
+	s := make([]attnScratch[T], n)
+	blk := min(attnBlock, t)
+	for i := range s {
+		s[i].p, s[i].kt, s[i].vt = make([]T, blk*t), make([]T, hd*t), make([]T, hd*t)
+		s[i].ot = make([]T, hd*blk)
+		if grad {
+			s[i].dp = make([]T, blk*t)
+		}
+	}
+	return s
+}
+
+// transposeHead writes the t×hd head at x (row stride ld) as hd×t into dst.
+func transposeHead[T Float](dst, x []T, t, hd, ld int) {
+	for i := 0; i < t; i++ {
+		row := x[i*ld : i*ld+hd]
+		for d, v := range row {
+			dst[d*t+i] = v
+		}
+	}
+}
+
+// attention computes out = softmax(Q·Kᵀ/√hd + causal mask)·V per head.
+func attention[T Float](out, q, k, v []T, a attnShape, scratch []attnScratch[T]) {
+	group := a.H / a.KV
+	forEachGroup(a, scratch, func(b, g int, s *attnScratch[T]) {
+		ko := b*a.T*a.kvdim() + g*a.hd
+		transposeHead(s.kt, k[ko:], a.T, a.hd, a.kvdim())
+		narrow := a.hd < narrowHead
+		if narrow {
+			transposeHead(s.vt, v[ko:], a.T, a.hd, a.kvdim())
+		}
+		for h := g * group; h < (g+1)*group; h++ {
+			qo := b*a.T*a.qdim() + h*a.hd
+			for r0 := 0; r0 < a.T; r0 += attnBlock {
+				r1 := min(a.T, r0+attnBlock)
+				probs(s.p, q[qo:], s.kt, a, r0, r1)
+				o := out[qo+r0*a.qdim():]
+				if !narrow {
+					Gemm(false, false, r1-r0, a.hd, r1, 1, s.p, r1, v[ko:], a.kvdim(), 0, o, a.qdim())
+					continue
+				}
+				// Oᵀ = Vᵀ·Pᵀ: dot products over the r1 keys.
+				m := r1 - r0
+				Gemm(false, true, a.hd, m, r1, 1, s.vt, a.T, s.p, r1, 0, s.ot, m)
+				for i := 0; i < m; i++ {
+					for d := 0; d < a.hd; d++ {
+						o[i*a.qdim()+d] = s.ot[d*m+i]
+					}
+				}
+			}
+		}
+	})
+}
+
+// probs fills p ((r1−r0) × r1, row stride r1) with the causal softmax of
+// query rows [r0, r1) of one head against keys [0, r1) (kt is the head's
+// transposed keys). Masked entries are exactly zero; sums are float64.
+func probs[T Float](p, q, kt []T, a attnShape, r0, r1 int) {
+	scale := T(1 / math.Sqrt(float64(a.hd)))
+	fast := isF32[T]()
+	Gemm(false, false, r1-r0, r1, a.hd, scale, q[r0*a.qdim():], a.qdim(), kt, a.T, 0, p, r1)
+	for i := r0; i < r1; i++ {
+		row := p[(i-r0)*r1 : (i-r0+1)*r1]
+		lo := 0
+		if a.window > 0 && i-a.window+1 > 0 {
+			lo = i - a.window + 1
+		}
+		mx := row[lo]
+		for _, x := range row[lo : i+1] {
+			if x > mx {
+				mx = x
+			}
+		}
+		var sum float64
+		for j := lo; j <= i; j++ {
+			var e float64
+			// The fast exponential for float32; float64 keeps every digit
+			// for the gradient checks.
+			if fast {
+				e = expNeg(float64(row[j] - mx))
+			} else {
+				e = math.Exp(float64(row[j] - mx))
+			}
+			row[j] = T(e)
+			sum += e
+		}
+		inv := 1 / sum
+		clear(row[:lo])
+		for j := lo; j <= i; j++ {
+			row[j] = T(float64(row[j]) * inv)
+		}
+		clear(row[i+1:])
+	}
+}
+
+// attentionBackward accumulates dq, dk, dv (all must be zeroed or hold
+// earlier contributions) from dout, recomputing the probabilities.
+func attentionBackward[T Float](dq, dk, dv, dout, q, k, v []T, a attnShape, scratch []attnScratch[T]) {
+	group := a.H / a.KV
+	scale := T(1 / math.Sqrt(float64(a.hd)))
+	qd, kd := a.qdim(), a.kvdim()
+	forEachGroup(a, scratch, func(b, g int, s *attnScratch[T]) {
+		ko := b*a.T*kd + g*a.hd
+		transposeHead(s.kt, k[ko:], a.T, a.hd, kd)
+		transposeHead(s.vt, v[ko:], a.T, a.hd, kd)
+		for h := g * group; h < (g+1)*group; h++ {
+			qo := b*a.T*qd + h*a.hd
+			for r0 := 0; r0 < a.T; r0 += attnBlock {
+				r1 := min(a.T, r0+attnBlock)
+				m := r1 - r0
+				probs(s.p, q[qo:], s.kt, a, r0, r1)
+				do := dout[qo+r0*qd:]
+				// dV[0:r1] += Pᵀ·dOut ; dP = dOut·Vᵀ
+				Gemm(true, false, r1, a.hd, m, 1, s.p, r1, do, qd, 1, dv[ko:], kd)
+				Gemm(false, false, m, r1, a.hd, 1, do, qd, s.vt, a.T, 0, s.dp, r1)
+				softmaxBackward(s.dp, s.p, m, r1, r0)
+				// dQ += dS·K·scale ; dK[0:r1] += dSᵀ·Q·scale
+				Gemm(false, false, m, a.hd, r1, scale, s.dp, r1, k[ko:], kd, 1, dq[qo+r0*qd:], qd)
+				Gemm(true, false, r1, a.hd, m, scale, s.dp, r1, q[qo+r0*qd:], qd, 1, dk[ko:], kd)
+			}
+		}
+	})
+}
+
+// softmaxBackward turns dp into dS = P ⊙ (dP − rowsum(dP ⊙ P)) in place for
+// rows r0.. of a block of m rows with stride w.
+func softmaxBackward[T Float](dp, p []T, m, w, r0 int) {
+	for i := 0; i < m; i++ {
+		pr, dr := p[i*w:(i+1)*w], dp[i*w:(i+1)*w]
+		var dot float64
+		for j := 0; j <= r0+i; j++ {
+			dot += float64(pr[j]) * float64(dr[j])
+		}
+		for j := range dr {
+			dr[j] = T(float64(pr[j]) * (float64(dr[j]) - dot))
+		}
+	}
+}

@@ -1,0 +1,116 @@
+// Package nn is the numeric engine: tensors as flat row-major slices, the
+// matrix-product kernel, and the LLaMA decoder forward and backward passes.
+//
+// Everything is generic over float32 (production) and float64 (used by the
+// finite-difference gradient checks, which need the extra precision).
+package nn
+
+import (
+	"fmt"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// Float is the element type of the engine.
+type Float interface{ ~float32 | ~float64 }
+
+// Kernel is a general matrix product provider (row-major BLAS gemm).
+type Kernel interface {
+	Name() string
+	blas.Float32Level3
+	blas.Float64Level3
+}
+
+type gonumKernel struct{ gonum.Implementation }
+
+func (gonumKernel) Name() string { return "gonum" }
+
+// kernels lists the available kernels; the openblas build adds its own.
+var kernels = map[string]Kernel{"gonum": gonumKernel{}}
+
+// active is the kernel used by the engine: OpenBLAS when built with it,
+// otherwise gonum's pure-Go implementation.
+var active Kernel = gonumKernel{}
+
+// ActiveKernel names the kernel in use.
+func ActiveKernel() string { return active.Name() }
+
+// Kernels lists the names of the compiled-in kernels.
+func Kernels() []string {
+	var ns []string
+	for n := range kernels {
+		ns = append(ns, n)
+	}
+	return ns
+}
+
+// UseKernel selects a kernel by name; it is meant for tests and benchmarks,
+// not to be called while a computation runs.
+func UseKernel(name string) error {
+	k, ok := kernels[name]
+	if !ok {
+		return fmt.Errorf("nn: kernel %q is not compiled in (have %v)", name, Kernels())
+	}
+	active = k
+	return nil
+}
+
+func tr(t bool) blas.Transpose {
+	if t {
+		return blas.Trans
+	}
+	return blas.NoTrans
+}
+
+// Gemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices, where
+// op(X) is X or Xᵀ, op(A) is m×k, op(B) is k×n and C is m×n.
+func Gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	switch av := any(a).(type) {
+	case []float32:
+		active.Sgemm(tr(tA), tr(tB), m, n, k, float32(alpha), av, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
+	case []float64:
+		active.Dgemm(tr(tA), tr(tB), m, n, k, float64(alpha), av, lda, any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
+	}
+}
+
+// NaiveGemm is the reference triple loop (float64 accumulation) that the
+// optimized kernels are tested against.
+func NaiveGemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	at := func(i, p int) float64 {
+		if tA {
+			return float64(a[p*lda+i])
+		}
+		return float64(a[i*lda+p])
+	}
+	bt := func(p, j int) float64 {
+		if tB {
+			return float64(b[j*ldb+p])
+		}
+		return float64(b[p*ldb+j])
+	}
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for p := 0; p < k; p++ {
+				s += at(i, p) * bt(p, j)
+			}
+			old := float64(0)
+			if beta != 0 {
+				old = float64(beta) * float64(c[i*ldc+j])
+			}
+			c[i*ldc+j] = T(float64(alpha)*s + old)
+		}
+	}
+}
+
+// defaultKernel is the kernel chosen at start-up.
+func defaultKernel() string {
+	if _, ok := kernels["openblas"]; ok {
+		return "openblas"
+	}
+	return "gonum"
+}
