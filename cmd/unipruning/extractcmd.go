@@ -1,0 +1,269 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/unipruning/unipruning/model"
+	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/prune/extract"
+	"github.com/unipruning/unipruning/prune/gammastore"
+	"github.com/unipruning/unipruning/prune/maskfile"
+	"github.com/unipruning/unipruning/report"
+	"github.com/unipruning/unipruning/shard"
+)
+
+type extractFlags struct {
+	run, model, tokenizer, out string
+	sparsities, patterns       string
+	allocation                 string
+	byRow, force, json         bool
+	maxSparsity                float64
+	evals                      evalSpec
+}
+
+func (f *extractFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.sparsities, "sparsity", "", "comma-separated unstructured sparsities, e.g. 0.5,0.6,0.7")
+	fl.StringVar(&f.patterns, "pattern", "", "comma-separated N:M patterns, e.g. 2:4,4:8")
+	fl.StringVar(&f.allocation, "allocation", extract.Uniform, "unstructured allocation: uniform (each matrix at the target, as the released code) or global (one ranking over all matrices)")
+	fl.BoolVar(&f.byRow, "by-row", false, "uniform allocation: rank within each output row")
+	fl.Float64Var(&f.maxSparsity, "max-layer-sparsity", 0, "global allocation: cap on any matrix's sparsity (guards against layer collapse; 0 = none)")
+	fl.StringVar(&f.out, "out", "", "output directory; one subdirectory per target: sparsity-0.60, pattern-2of4 (required)")
+	fl.BoolVar(&f.force, "force", false, "replace an existing output directory")
+	fl.BoolVar(&f.json, "json", false, "print the reports as a JSON array on stdout")
+	f.evals.register(cmd)
+}
+
+func extractCmd() *cobra.Command {
+	var f extractFlags
+	cmd := &cobra.Command{
+		Use:   "extract",
+		Short: "Masks for any sparsity from a search run's Γ, applied to the original weights",
+		Long: `Reads the Γ store of a search run and writes, for every requested target, a pruned
+copy of the ORIGINAL model (the weights the search started from) with masks from |Γ|
+(DESIGN §2.4). No forward pass is needed, so any number of sparsities and N:M patterns
+come out of one search. Each target gets <out>/sparsity-0.60 or <out>/pattern-2of4 with the
+model in the input's layout, masks.safetensors and report.json.`,
+		Example: `  unipruning extract --run runs/g --sparsity 0.5,0.6,0.7 --pattern 2:4,4:8 --out out/g`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := runExtract(f)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&f.run, "run", "", "search run directory holding gamma.json (required)")
+	cmd.Flags().StringVar(&f.model, "model", "", "the model the search ran on (default: the path recorded in the run)")
+	cmd.Flags().StringVar(&f.tokenizer, "tokenizer", "", "tokenizer (default: the run's)")
+	f.register(cmd)
+	return cmd
+}
+
+// targets parses --sparsity and --pattern into validated targets.
+func (f *extractFlags) targets() ([]extract.Target, error) {
+	var ts []extract.Target
+	for _, s := range splitList(f.sparsities) {
+		p, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return nil, fmt.Errorf("--sparsity %q is not a number", s)
+		}
+		ts = append(ts, extract.Target{Sparsity: p, Allocation: f.allocation, ByRow: f.byRow, MaxMatrixSparsity: f.maxSparsity})
+	}
+	for _, s := range splitList(f.patterns) {
+		n, m, err := parsePattern(s)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, extract.Target{N: n, M: m})
+	}
+	if len(ts) == 0 {
+		return nil, fmt.Errorf("give at least one --sparsity or --pattern")
+	}
+	seen := map[string]bool{}
+	for _, t := range ts {
+		if err := t.Validate(); err != nil {
+			return nil, err
+		}
+		if seen[t.Name()] {
+			return nil, fmt.Errorf("target %s given twice", t.Name())
+		}
+		seen[t.Name()] = true
+	}
+	return ts, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func runExtract(f extractFlags) ([]*report.Report, error) {
+	targets, err := f.targets()
+	if err != nil {
+		return nil, err
+	}
+	if f.out == "" || f.run == "" {
+		return nil, fmt.Errorf("--run and --out are required")
+	}
+	if _, err := os.Stat(f.out); err == nil && !f.force {
+		return nil, fmt.Errorf("output %s already exists (pass --force to replace it)", f.out)
+	}
+	if err := f.evals.validate(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	store, err := gammastore.Open(f.run)
+	if err != nil {
+		return nil, err
+	}
+	var spec shard.Spec
+	if err := json.Unmarshal(store.Spec, &spec); err != nil {
+		return nil, fmt.Errorf("Γ store spec: %w", err)
+	}
+	if f.model == "" {
+		f.model = spec.Model
+	}
+	if f.tokenizer == "" {
+		f.tokenizer = spec.Tokenizer
+	}
+	m, err := openModel(f.model, f.tokenizer, len(f.evals.texts) > 0)
+	if err != nil {
+		return nil, err
+	}
+	defer m.ck.Close()
+	if err := store.CheckModel(m.ck); err != nil {
+		return nil, err
+	}
+	logf("Γ store %s loaded and checked in %.1fs", f.run, time.Since(start).Seconds())
+	var dense []report.Eval
+	if m.w != nil {
+		if dense, err = f.evals.run("dense", m.w, m.tok, m.ck.TokenizerPath, spec.Seqlen); err != nil {
+			return nil, err
+		}
+		m.w = nil
+	}
+	var reps []*report.Report
+	err = model.WriteDirAtomically(f.out, f.force, func(tmp string) error {
+		for _, t := range targets {
+			rep, err := extractOne(filepath.Join(tmp, t.Name()), m, store, t, &spec, &f)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.Name(), err)
+			}
+			rep.Evals = append(append([]report.Eval(nil), dense...), rep.Evals...)
+			rep.Seconds["total"] = time.Since(start).Seconds()
+			if err := rep.Write(filepath.Join(tmp, t.Name(), "report.json")); err != nil {
+				return err
+			}
+			reps = append(reps, rep)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if f.json {
+		return reps, printJSON(reps)
+	}
+	for i, r := range reps {
+		if err := finishReport(r, filepath.Join(f.out, targets[i].Name()), false); err != nil {
+			return nil, err
+		}
+	}
+	return reps, nil
+}
+
+// extractOne writes one target's pruned model, masks and report into dir.
+func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target, spec *shard.Spec, f *extractFlags) (*report.Report, error) {
+	t0 := time.Now()
+	var ms []extract.Matrix
+	for _, tg := range model.Targets(m.ck.Config) {
+		out, in := tg.Matrix.Shape(m.ck.Config)
+		ms = append(ms, extract.Matrix{Name: tg.TensorName(), Out: out, In: in, Gamma: store.Gamma[tg.TensorName()]})
+	}
+	results, err := extract.Masks(ms, t)
+	if err != nil {
+		return nil, err
+	}
+	rep := &report.Report{Tool: "unipruning", Command: "extract", Model: f.model, Format: string(m.ck.Format),
+		Tokenizer: m.ck.TokenizerPath, Method: "unipruning-" + spec.Mode, Calibration: store.Calibration,
+		Settings: map[string]any{"run": f.run, "spec": spec}, Seconds: map[string]float64{}, Machine: report.ThisMachine(nn.ActiveKernel())}
+	if t.M > 0 {
+		rep.Pattern = fmt.Sprintf("%d:%d", t.N, t.M)
+	} else {
+		sp := t.Sparsity
+		rep.Sparsity, rep.Allocation = &sp, t.Allocation
+		if t.Allocation == "" {
+			rep.Allocation = extract.Uniform
+		}
+	}
+	masks, err := maskfile.NewWriter(map[string]string{"method": rep.Method, "target": t.Name()})
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]extract.Result{}
+	for i, r := range results {
+		tg := model.Targets(m.ck.Config)[i]
+		byName[ms[i].Name] = r
+		kept := r.Mask.Kept()
+		rep.Matrices = append(rep.Matrices, report.Matrix{Name: ms[i].Name, Layer: tg.Layer, Out: ms[i].Out, In: ms[i].In,
+			Kept: kept, Sparsity: 1 - float64(kept)/float64(ms[i].Out*ms[i].In), Dense: r.Dense, Reason: r.Reason})
+		if err := masks.Add(ms[i].Name, r.Mask); err != nil {
+			return nil, err
+		}
+	}
+	rep.Summarize()
+	rep.Seconds["masks"] = time.Since(t0).Seconds()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	spill := maskSpill{byName}
+	if err := writeMasked(dir, m, spill, masks, rep, &f.evals, spec.Seqlen); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+type maskSpill struct{ byName map[string]extract.Result }
+
+// writeMasked saves the original weights with masks applied, the mask
+// sidecar, and the pruned model's evaluations.
+func writeMasked(dir string, m *loaded, ms maskSpill, masks *maskfile.Writer, rep *report.Report, ev *evalSpec, seqlen int) error {
+	t0 := time.Now()
+	err := model.SaveLike(m.ck, dir, func(name string, data []float32) (bool, error) {
+		r, ok := ms.byName[name]
+		if !ok {
+			return false, nil
+		}
+		r.Mask.Apply(data)
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := masks.Write(filepath.Join(dir, "masks.safetensors")); err != nil {
+		return err
+	}
+	rep.Seconds["write"] = time.Since(t0).Seconds()
+	if len(ev.texts) == 0 {
+		return nil
+	}
+	out, err := openModel(filepath.Join(dir, outputModelName(m.ck)), "", true)
+	if err != nil {
+		return fmt.Errorf("reloading the pruned output: %w", err)
+	}
+	defer out.ck.Close()
+	pruned, err := ev.run("pruned", out.w, out.tok, m.ck.TokenizerPath, seqlen)
+	rep.Evals = append(rep.Evals, pruned...)
+	return err
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/unipruning/unipruning/coordinator"
+	"github.com/unipruning/unipruning/eval"
+	"github.com/unipruning/unipruning/model"
+	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/prune/gammastore"
+	"github.com/unipruning/unipruning/report"
+	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/transport"
+)
+
+type searchFlags struct {
+	spec          shard.Spec
+	out           string
+	shards        int
+	resume, force bool
+	json          bool
+}
+
+func (f *searchFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	s := &f.spec
+	fl.StringVar(&s.Model, "model", "", "model: HF directory or llama2.c .bin file (required)")
+	fl.StringVar(&s.Tokenizer, "tokenizer", "", "tokenizer file when it is not in the model directory")
+	fl.StringVar(&s.Mode, "mode", shard.ModeGlobal, "reference (AdamW + per-matrix λ-quantile, as the released code), global (AdamW + one model-wide threshold) or frozen (no weight update, forward only, model-wide threshold)")
+	fl.StringVar(&s.Metric, "metric", "stochria", "local saliency metric S(W): stochria (released code), ria, wanda or magnitude")
+	fl.Float64Var(&s.Kappa, "kappa", 0.01, "mirror-descent step κ in z ← z + κ(S − Γ)")
+	fl.Float64Var(&s.Lambda, "lambda", 0.001, "threshold budget λ: the fraction of weights whose |z| falls below τ each step")
+	fl.Float64Var(&s.LR, "lr", 1e-4, "AdamW peak learning rate (10% linear warm-up, then linear decay to 0)")
+	fl.Float64Var(&s.ClipNorm, "clip", 1.0, "gradient clipping at this global norm")
+	fl.Float64Var(&s.Lambda2, "lambda2", 0, "ProxSparse N:M (2:4) regulariser on the weights after each AdamW step (0 = off; the released 2:4 script uses 0.001)")
+	fl.IntVar(&s.Steps, "steps", 128, "search steps; each uses one calibration window")
+	fl.Uint64Var(&s.Seed, "seed", 0, "seed of calibration sampling and of the stochria subsets")
+	fl.StringVar(&s.CalibPath, "calib", "", "calibration text: C4-style .jsonl (--calib-format c4) or a text file (lines) (required)")
+	fl.StringVar(&s.CalibFormat, "calib-format", "c4", "calibration sampler: c4 or lines")
+	fl.IntVar(&s.Seqlen, "seqlen", 0, "calibration window length (default: min(2048, the model's context))")
+	fl.IntVar(&s.CheckpointEvery, "checkpoint-every", 16, "checkpoint every C steps (0 = never); --resume continues from the newest")
+	fl.IntVar(&f.shards, "shards", 1, "in-process shards (contiguous layer ranges balanced by parameter count)")
+	fl.StringVar(&f.out, "out", "", "run directory: Γ store (gamma.json, gamma/), checkpoints, ledger (required)")
+	fl.BoolVar(&f.resume, "resume", false, "continue an interrupted search in --out from its newest checkpoint")
+	fl.BoolVar(&f.force, "force", false, "start afresh, deleting an existing run directory")
+	fl.BoolVar(&f.json, "json", false, "print the Γ store manifest as JSON on stdout")
+}
+
+func searchCmd() *cobra.Command {
+	var f searchFlags
+	cmd := &cobra.Command{
+		Use:   "search",
+		Short: "UniPruning search stage: calibrate the saliency path Γ (mirror descent, one model-wide budget)",
+		Long: `Runs the UniPruning search stage (DESIGN §2.3) and writes its Γ store into --out.
+
+Each step k takes one calibration window: forward (and backward, unless --mode frozen),
+local saliency S^k from the pre-update weights and the step's activation statistics,
+normalised to mean 1 per matrix; AdamW on the target weights (reference, global);
+z ← z + κ(S^k − Γ); the threshold τ (per-matrix λ-quantile in reference mode, ONE exact
+model-wide λ-fraction threshold otherwise); Γ ← sign(z)·max(|z| − τ, 0).
+
+The result does not depend on --shards, and a run interrupted and resumed (--resume) gives
+bitwise the same Γ as an uninterrupted one. Masks for any sparsity then come from
+'unipruning extract'.`,
+		Example: `  unipruning search --model stories260K.bin --tokenizer tok512.bin --mode global \
+      --calib TinyStories-train-head-944K.txt --calib-format lines --seqlen 256 --out runs/g`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := runSearch(cmd.Context(), f)
+			return err
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// prepareRunDir creates, reuses (resume) or replaces (force) a run directory.
+func prepareRunDir(f *searchFlags) error {
+	if f.out == "" {
+		return fmt.Errorf("--out is required")
+	}
+	_, err := os.Stat(f.out)
+	exists := err == nil
+	switch {
+	case f.resume && f.force:
+		return fmt.Errorf("--resume and --force exclude each other")
+	case f.resume && !exists:
+		return fmt.Errorf("--resume: run directory %s does not exist", f.out)
+	case exists && !f.resume && !f.force:
+		return fmt.Errorf("run directory %s exists (pass --resume to continue it or --force to start over)", f.out)
+	case exists && f.force:
+		if err := os.RemoveAll(f.out); err != nil {
+			return err
+		}
+	}
+	return os.MkdirAll(f.out, 0o755)
+}
+
+// runSearch validates, runs the search with in-process shards, and writes
+// the Γ store.
+func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	spec := f.spec
+	ck, err := model.Open(spec.Model, spec.Tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	if spec.Seqlen == 0 {
+		spec.Seqlen = min(2048, ck.Config.MaxSeq)
+	}
+	spec.Defaults()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.Seqlen > ck.Config.MaxSeq {
+		return nil, fmt.Errorf("--seqlen %d exceeds the model's context of %d tokens", spec.Seqlen, ck.Config.MaxSeq)
+	}
+	parts, err := coordinator.Plan(ck.Config, f.shards)
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareRunDir(&f); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	blobs, err := transport.NewFSBlobStore(filepath.Join(f.out, "checkpoints"))
+	if err != nil {
+		return nil, err
+	}
+	ledger, err := coordinator.OpenFileLedger(filepath.Join(f.out, "ledger.json"), spec.Hash())
+	if err != nil {
+		return nil, err
+	}
+	if err := writeJSONFile(filepath.Join(f.out, "spec.json"), spec); err != nil {
+		return nil, err
+	}
+	shards, closeAll, err := localShards(spec, parts, blobs)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll()
+	man, err := driveSearch(ctx, spec, shards, ledger, blobs, ck, f.out)
+	if err != nil {
+		return nil, err
+	}
+	man.Seconds = time.Since(start).Seconds()
+	if err := writeGamma(ctx, f.out, man, shards, blobs); err != nil {
+		return nil, err
+	}
+	if f.json {
+		return man, printJSON(man)
+	}
+	logf("search done: Γ store in %s (%d steps, %.1fs)", f.out, spec.Steps, man.Seconds)
+	return man, nil
+}
+
+// localShards builds in-process workers connected by channel pipes.
+func localShards(spec shard.Spec, parts []nn.Part, blobs shard.BlobStore) ([]shard.API, func(), error) {
+	pipes := shard.LocalPipes(len(parts))
+	var workers []*shard.Worker
+	closeAll := func() {
+		for _, w := range workers {
+			w.Close()
+		}
+	}
+	var apis []shard.API
+	for i, p := range parts {
+		w, err := shard.NewWorker(spec, p, pipes[i])
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		workers = append(workers, w)
+		apis = append(apis, &shard.Local{Name: fmt.Sprintf("shard-%d", i), W: w, Blobs: blobs})
+	}
+	return apis, closeAll, nil
+}
+
+// driveSearch runs the step loop with a progress bar and returns the
+// manifest (parts are filled in by writeGamma).
+func driveSearch(ctx context.Context, spec shard.Spec, shards []shard.API, ledger coordinator.Ledger, blobs shard.BlobStore, ck *model.Checkpoint, out string) (*gammastore.Manifest, error) {
+	bar := newProgress(spec.Steps, "search "+spec.Mode)
+	d := &coordinator.Driver{Spec: spec, Shards: shards, Ledger: ledger, OnStep: func(s coordinator.StepInfo) {
+		extra := fmt.Sprintf("loss %.4f", s.Loss)
+		if !math.IsNaN(s.Tau) {
+			extra += fmt.Sprintf(" τ %.4g", s.Tau)
+		}
+		if s.GradNorm > 0 {
+			extra += fmt.Sprintf(" ‖g‖ %.3g", s.GradNorm)
+		}
+		bar.Set(s.Step, extra)
+	}}
+	refs, err := d.Run(ctx)
+	bar.Done()
+	if err != nil {
+		return nil, err
+	}
+	if d.Resumed > 0 {
+		logf("resumed from the checkpoint of step %d", d.Resumed)
+	}
+	fp, err := gammastore.Fingerprint(ck)
+	if err != nil {
+		return nil, err
+	}
+	specJSON, _ := json.Marshal(spec)
+	man := &gammastore.Manifest{Spec: specJSON, SpecHash: spec.Hash(), Resumed: d.Resumed,
+		Model:   gammastore.ModelID{Path: spec.Model, Format: string(ck.Format), Config: ck.Config, Fingerprint: fp},
+		Machine: report.ThisMachine(nn.ActiveKernel())}
+	if tok, err := ck.LoadTokenizer(); err == nil {
+		_, man.Calibration, _ = eval.CalibWindows(spec.CalibFormat, spec.CalibPath, tok, spec.Steps, spec.Seqlen, spec.Seed)
+	}
+	steps := ledger.Steps()
+	for k := 1; k <= spec.Steps; k++ {
+		f := steps[k]
+		man.Steps = append(man.Steps, gammastore.StepRecord{Step: k, LR: f.LR, Loss: f.Loss, GradNorm: f.GradNorm, Tau: f.Tau})
+	}
+	man.Parts = make([]gammastore.Part, len(refs))
+	for i, r := range refs {
+		man.Parts[i] = gammastore.Part{File: r.Key, SHA256: r.SHA256, Bytes: r.Bytes}
+	}
+	return man, nil
+}
+
+// writeGamma fetches every shard's Γ part and writes the Γ store.
+func writeGamma(ctx context.Context, out string, man *gammastore.Manifest, shards []shard.API, blobs shard.BlobStore) error {
+	images := make([][]byte, len(shards))
+	ranges := make([][2]int, len(shards))
+	for i, s := range shards {
+		img, err := blobs.Get(ctx, man.Parts[i].File)
+		if err != nil {
+			return err
+		}
+		images[i] = img
+		ranges[i] = [2]int{s.Part().From, s.Part().To}
+	}
+	return gammastore.Write(out, man, images, ranges)
+}
+
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}

@@ -1,0 +1,245 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/prune"
+	"github.com/unipruning/unipruning/shard"
+)
+
+// StepInfo is reported after every step (progress output, metrics).
+type StepInfo struct {
+	Step, Steps int
+	LR          float64
+	Loss        float64 // mean NLL of the step's window
+	GradNorm    float64
+	Tau         float64 // the model-wide threshold (NaN in reference mode)
+	Seconds     float64
+}
+
+// Driver runs the search step loop over shards given in layer order.
+type Driver struct {
+	Spec   shard.Spec
+	Shards []shard.API
+	Ledger Ledger
+	OnStep func(StepInfo)
+	// Resumed is the step the run continued from (0 = a fresh start).
+	Resumed int
+	total   uint64
+}
+
+// Run executes steps Resumed+1..Steps and returns the Γ parts of every
+// shard, in layer order.
+func (d *Driver) Run(ctx context.Context) ([]shard.Ref, error) {
+	d.Spec.Defaults()
+	if err := d.resume(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.count(ctx); err != nil {
+		return nil, err
+	}
+	sched := nn.WarmupFor(d.Spec.LR, d.Spec.Steps)
+	for k := d.Resumed + 1; k <= d.Spec.Steps; k++ {
+		lr := 0.0
+		if d.Spec.Trains() {
+			lr = sched.LR(k - 1)
+		}
+		if err := d.step(ctx, k, lr); err != nil {
+			return nil, fmt.Errorf("step %d: %w", k, err)
+		}
+	}
+	return d.gammaParts(ctx)
+}
+
+// resume restores every shard from the newest step they all checkpointed.
+func (d *Driver) resume(ctx context.Context) error {
+	step, ms := d.Ledger.LatestCommon(d.ids())
+	if err := d.Ledger.Rollback(ctx, step, "resume"); err != nil {
+		return err
+	}
+	d.Resumed = step
+	if step == 0 {
+		return nil
+	}
+	return d.each(ctx, func(ctx context.Context, i int, s shard.API) error {
+		return s.Restore(ctx, ms[s.ID()].Ref)
+	})
+}
+
+func (d *Driver) ids() []string {
+	ids := make([]string, len(d.Shards))
+	for i, s := range d.Shards {
+		ids[i] = s.ID()
+	}
+	return ids
+}
+
+func (d *Driver) count(ctx context.Context) error {
+	d.total = 0
+	for _, s := range d.Shards {
+		n, err := s.Count(ctx)
+		if err != nil {
+			return err
+		}
+		d.total += n
+	}
+	return nil
+}
+
+// step runs one search step across all shards.
+func (d *Driver) step(ctx context.Context, k int, lr float64) error {
+	start := time.Now()
+	if err := d.Ledger.BeginStep(ctx, k, lr); err != nil {
+		return err
+	}
+	results := make([]shard.StepResult, len(d.Shards))
+	err := d.each(ctx, func(ctx context.Context, i int, s shard.API) error {
+		var err error
+		results[i], err = s.Step(ctx, k)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	facts := StepFacts{LR: lr}
+	last := results[len(results)-1]
+	loss := last.Loss / float64(max(1, last.Count))
+	facts.Loss = &loss
+	coef := 1.0
+	if d.Spec.Trains() {
+		norm := gradNorm(results)
+		facts.GradNorm = &norm
+		coef = nn.ClipCoef(norm, d.Spec.ClipNorm)
+	}
+	if err := d.each(ctx, func(ctx context.Context, i int, s shard.API) error { return s.Update(ctx, k, lr, coef) }); err != nil {
+		return err
+	}
+	tau, err := d.threshold(ctx)
+	if err != nil {
+		return err
+	}
+	if d.Spec.Mode != shard.ModeReference {
+		t := float64(tau)
+		facts.Tau = &t
+	}
+	if err := d.each(ctx, func(ctx context.Context, i int, s shard.API) error { return s.ApplyTau(ctx, k, tau) }); err != nil {
+		return err
+	}
+	if err := d.Ledger.CommitStep(ctx, k, facts); err != nil {
+		return err
+	}
+	if d.Spec.CheckpointEvery > 0 && k%d.Spec.CheckpointEvery == 0 && k < d.Spec.Steps {
+		if err := d.checkpoint(ctx, k); err != nil {
+			return err
+		}
+	}
+	if d.OnStep != nil {
+		info := StepInfo{Step: k, Steps: d.Spec.Steps, LR: lr, Loss: loss, Tau: math.NaN(), Seconds: time.Since(start).Seconds()}
+		if facts.GradNorm != nil {
+			info.GradNorm = *facts.GradNorm
+		}
+		if facts.Tau != nil {
+			info.Tau = *facts.Tau
+		}
+		d.OnStep(info)
+	}
+	return nil
+}
+
+// gradNorm sums the per-layer squared norms in layer order (float64), so
+// the result does not depend on how layers are spread over shards.
+func gradNorm(rs []shard.StepResult) float64 {
+	var s float64
+	for _, r := range rs {
+		for _, v := range r.GradSumSq {
+			s += v
+		}
+	}
+	return math.Sqrt(s)
+}
+
+// threshold selects the model-wide τ (global and frozen modes): the
+// k-th smallest |z| over all shards with k = round(λ·N), by exact radix
+// selection on histograms (shards never ship scores).
+func (d *Driver) threshold(ctx context.Context) (float32, error) {
+	if d.Spec.Mode == shard.ModeReference {
+		return 0, nil
+	}
+	parts := make([]prune.Partition, len(d.Shards))
+	for i, s := range d.Shards {
+		parts[i] = remotePartition{ctx: ctx, s: s}
+	}
+	tau, _, err := prune.Threshold(parts, d.Spec.Lambda)
+	return tau, err
+}
+
+// remotePartition adapts a shard to the selection's Partition.
+type remotePartition struct {
+	ctx context.Context
+	s   shard.API
+}
+
+func (p remotePartition) Histogram(q prune.HistQuery, dst []uint64) error {
+	return p.s.Histogram(p.ctx, q, dst)
+}
+
+func (p remotePartition) CountEqual(key uint32) (uint64, error) {
+	return p.s.CountEqual(p.ctx, key)
+}
+
+// checkpoint asks every shard to store its state of step k.
+func (d *Driver) checkpoint(ctx context.Context, k int) error {
+	return d.each(ctx, func(ctx context.Context, i int, s shard.API) error {
+		ref, err := s.Checkpoint(ctx)
+		if err != nil {
+			return err
+		}
+		p := s.Part()
+		return d.Ledger.RecordCheckpoint(ctx, Manifest{Step: k, Shard: s.ID(), From: p.From, To: p.To, Ref: ref})
+	})
+}
+
+func (d *Driver) gammaParts(ctx context.Context) ([]shard.Ref, error) {
+	refs := make([]shard.Ref, len(d.Shards))
+	err := d.each(ctx, func(ctx context.Context, i int, s shard.API) error {
+		var err error
+		refs[i], err = s.GammaPart(ctx)
+		return err
+	})
+	return refs, err
+}
+
+// each calls f for every shard concurrently; the first failure cancels the
+// others (a shard blocked on its pipe must not wait forever).
+func (d *Driver) each(ctx context.Context, f func(ctx context.Context, i int, s shard.API) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(d.Shards))
+	var wg sync.WaitGroup
+	for i, s := range d.Shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = f(ctx, i, s); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil && err != context.Canceled {
+			return fmt.Errorf("shard %s: %w", d.Shards[i].ID(), err)
+		}
+	}
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", d.Shards[i].ID(), err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,200 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/unipruning/unipruning/shard"
+)
+
+// Manifest records one shard's checkpoint of one step.
+type Manifest struct {
+	Step  int       `json:"step"`
+	Shard string    `json:"shard"`
+	From  int       `json:"from"`
+	To    int       `json:"to"`
+	Ref   shard.Ref `json:"ref"`
+}
+
+// StepFacts are the small per-step facts the leader commits.
+type StepFacts struct {
+	LR       float64  `json:"lr"`
+	GradNorm *float64 `json:"grad_norm,omitempty"`
+	Tau      *float64 `json:"tau,omitempty"`
+	Loss     *float64 `json:"loss,omitempty"`
+}
+
+// Ledger is the job's source of truth: Raft in a cluster, a JSON file in
+// one process. Only small facts go in; tensors stay in the blob store.
+type Ledger interface {
+	BeginStep(ctx context.Context, k int, lr float64) error
+	CommitStep(ctx context.Context, k int, f StepFacts) error
+	RecordCheckpoint(ctx context.Context, m Manifest) error
+	// LatestCommon returns the newest step checkpointed by every one of
+	// shards, with their manifests (0 and nil when there is none).
+	LatestCommon(shards []string) (int, map[string]Manifest)
+	Rollback(ctx context.Context, toStep int, reason string) error
+	Steps() map[int]StepFacts
+	SetResult(ctx context.Context, key, value string) error
+}
+
+// FileLedger keeps the facts in memory and, when Path is set, in a JSON
+// file rewritten atomically after every change (the one-process mode's
+// stand-in for Raft; --resume reads it).
+type FileLedger struct {
+	Path  string
+	mu    sync.Mutex
+	state fileState
+}
+
+type fileState struct {
+	SpecHash    string                      `json:"spec_hash"`
+	Step        int                         `json:"step"`
+	StepFacts   map[int]StepFacts           `json:"steps"`
+	Checkpoints map[int]map[string]Manifest `json:"checkpoints"`
+	Results     map[string]string           `json:"results"`
+}
+
+// OpenFileLedger loads path if it exists (for resume) or starts empty. A
+// ledger of another job (different spec hash) is refused.
+func OpenFileLedger(path, specHash string) (*FileLedger, error) {
+	l := &FileLedger{Path: path, state: fileState{SpecHash: specHash, StepFacts: map[int]StepFacts{},
+		Checkpoints: map[int]map[string]Manifest{}, Results: map[string]string{}}}
+	if path == "" {
+		return l, nil
+	}
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return l, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st fileState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if st.SpecHash != specHash {
+		return nil, fmt.Errorf("%s belongs to a search with different settings (spec %.12s, now %.12s): use a new run directory", path, st.SpecHash, specHash)
+	}
+	if st.StepFacts == nil {
+		st.StepFacts = map[int]StepFacts{}
+	}
+	if st.Checkpoints == nil {
+		st.Checkpoints = map[int]map[string]Manifest{}
+	}
+	if st.Results == nil {
+		st.Results = map[string]string{}
+	}
+	l.state = st
+	return l, nil
+}
+
+func (l *FileLedger) save() error {
+	if l.Path == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(l.state, "", " ")
+	if err != nil {
+		return err
+	}
+	tmp := l.Path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Clean(l.Path))
+}
+
+// BeginStep records that step k starts with learning rate lr.
+func (l *FileLedger) BeginStep(ctx context.Context, k int, lr float64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if k != l.state.Step+1 {
+		return fmt.Errorf("ledger: step %d begun after step %d", k, l.state.Step)
+	}
+	l.state.Step = k
+	l.state.StepFacts[k] = StepFacts{LR: lr}
+	return nil
+}
+
+// CommitStep records step k's facts.
+func (l *FileLedger) CommitStep(ctx context.Context, k int, f StepFacts) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.state.StepFacts[k] = f
+	return nil
+}
+
+// RecordCheckpoint records a shard checkpoint and persists the ledger.
+func (l *FileLedger) RecordCheckpoint(ctx context.Context, m Manifest) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.state.Checkpoints[m.Step] == nil {
+		l.state.Checkpoints[m.Step] = map[string]Manifest{}
+	}
+	l.state.Checkpoints[m.Step][m.Shard] = m
+	return l.save()
+}
+
+// LatestCommon is the newest step all shards checkpointed.
+func (l *FileLedger) LatestCommon(shards []string) (int, map[string]Manifest) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	best := 0
+	for step, ms := range l.state.Checkpoints {
+		all := true
+		for _, s := range shards {
+			if _, ok := ms[s]; !ok {
+				all = false
+			}
+		}
+		if all && step > best {
+			best = step
+		}
+	}
+	if best == 0 {
+		return 0, nil
+	}
+	return best, l.state.Checkpoints[best]
+}
+
+// Rollback forgets steps after toStep.
+func (l *FileLedger) Rollback(ctx context.Context, toStep int, reason string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k := range l.state.StepFacts {
+		if k > toStep {
+			delete(l.state.StepFacts, k)
+		}
+	}
+	for k := range l.state.Checkpoints {
+		if k > toStep {
+			delete(l.state.Checkpoints, k)
+		}
+	}
+	l.state.Step = toStep
+	return l.save()
+}
+
+// Steps returns a copy of the per-step facts.
+func (l *FileLedger) Steps() map[int]StepFacts {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[int]StepFacts, len(l.state.StepFacts))
+	for k, v := range l.state.StepFacts {
+		out[k] = v
+	}
+	return out
+}
+
+// SetResult records a final fact and persists.
+func (l *FileLedger) SetResult(ctx context.Context, key, value string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.state.Results[key] = value
+	return l.save()
+}

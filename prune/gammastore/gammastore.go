@@ -1,0 +1,201 @@
+// Package gammastore is the output of a UniPruning search: the final Γ and
+// first-step of every target matrix (in one compressed, checksummed part
+// per shard) plus a manifest with the search settings, the calibration
+// data's identity and a fingerprint of the model. Extraction reads it to
+// make masks for any sparsity without re-running the search.
+package gammastore
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/unipruning/unipruning/eval"
+	"github.com/unipruning/unipruning/model"
+	"github.com/unipruning/unipruning/prune/statefile"
+	"github.com/unipruning/unipruning/report"
+)
+
+// Format identifies the manifest layout.
+const Format = "unipruning-gamma/1"
+
+// ManifestName is the manifest's file name inside a run directory.
+const ManifestName = "gamma.json"
+
+// Part is one shard's Γ file.
+type Part struct {
+	File   string `json:"file"`
+	From   int    `json:"from"`
+	To     int    `json:"to"`
+	SHA256 string `json:"sha256"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// ModelID identifies the model a Γ belongs to.
+type ModelID struct {
+	Path        string        `json:"path"`
+	Format      string        `json:"format"`
+	Config      *model.Config `json:"config"`
+	Fingerprint string        `json:"fingerprint"`
+}
+
+// StepRecord is one search step's facts.
+type StepRecord struct {
+	Step     int      `json:"step"`
+	LR       float64  `json:"lr"`
+	Loss     *float64 `json:"loss,omitempty"`
+	GradNorm *float64 `json:"grad_norm,omitempty"`
+	Tau      *float64 `json:"tau,omitempty"`
+}
+
+// Manifest is gamma.json.
+type Manifest struct {
+	Format      string          `json:"format"`
+	Spec        json.RawMessage `json:"spec"`
+	SpecHash    string          `json:"spec_hash"`
+	Model       ModelID         `json:"model"`
+	Calibration *eval.Manifest  `json:"calibration,omitempty"`
+	Parts       []Part          `json:"parts"`
+	Steps       []StepRecord    `json:"steps"`
+	Resumed     int             `json:"resumed_from,omitempty"`
+	Seconds     float64         `json:"seconds"`
+	Machine     report.Machine  `json:"machine"`
+}
+
+// Fingerprint identifies a model's target weights cheaply: sha256 over the
+// config, every target's name and shape, and its first and last 64 values.
+// A Γ store is only applied to the model it was searched on.
+func Fingerprint(ck *model.Checkpoint) (string, error) {
+	h := sha256.New()
+	c := *ck.Config
+	c.DType = "" // a dtype conversion is the same model
+	cj, _ := json.Marshal(struct {
+		D, H, L, N, KV, V int
+	}{c.Dim, c.Hidden, c.Layers, c.Heads, c.KVHeads, c.Vocab})
+	h.Write(cj)
+	var buf [4]byte
+	for _, t := range model.Targets(ck.Config) {
+		v, err := ck.Read(t.TensorName())
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s:%d;", t.TensorName(), len(v))
+		sample := v
+		if len(v) > 128 {
+			sample = append(append([]float32(nil), v[:64]...), v[len(v)-64:]...)
+		}
+		for _, x := range sample {
+			binary.LittleEndian.PutUint32(buf[:], math.Float32bits(x))
+			h.Write(buf[:])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Write stores the parts (images made by shard.Worker.GammaPart, in layer
+// order) and the manifest in dir.
+func Write(dir string, m *Manifest, images [][]byte, ranges [][2]int) error {
+	if err := os.MkdirAll(filepath.Join(dir, "gamma"), 0o755); err != nil {
+		return err
+	}
+	m.Format, m.Parts = Format, nil
+	for i, img := range images {
+		name := fmt.Sprintf("gamma/part-L%03d-L%03d.state", ranges[i][0], ranges[i][1])
+		sum := sha256.Sum256(img)
+		if err := writeAtomic(filepath.Join(dir, name), img); err != nil {
+			return err
+		}
+		m.Parts = append(m.Parts, Part{File: name, From: ranges[i][0], To: ranges[i][1],
+			SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(img))})
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(dir, ManifestName), append(b, '\n'))
+}
+
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Store is a loaded Γ store.
+type Store struct {
+	Manifest
+	Dir   string
+	Gamma map[string][]float32 // target tensor name → Γ
+	First map[string][]int32
+}
+
+// Open loads and verifies a run directory's Γ store.
+func Open(dir string) (*Store, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if err != nil {
+		return nil, fmt.Errorf("Γ store %s: %w (is it a search run directory?)", dir, err)
+	}
+	s := &Store{Dir: dir, Gamma: map[string][]float32{}, First: map[string][]int32{}}
+	if err := json.Unmarshal(b, &s.Manifest); err != nil {
+		return nil, fmt.Errorf("Γ store %s: manifest: %w", dir, err)
+	}
+	if s.Format != Format {
+		return nil, fmt.Errorf("Γ store %s: format %q, want %q", dir, s.Format, Format)
+	}
+	for _, p := range s.Parts {
+		if err := s.loadPart(p); err != nil {
+			return nil, fmt.Errorf("Γ store %s: %s: %w", dir, p.File, err)
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) loadPart(p Part) error {
+	img, err := os.ReadFile(filepath.Join(s.Dir, p.File))
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(img)
+	if hex.EncodeToString(sum[:]) != p.SHA256 {
+		return fmt.Errorf("checksum mismatch: the file is corrupted or truncated")
+	}
+	d, err := statefile.Decode(img)
+	if err != nil {
+		return err
+	}
+	for name, t := range d.Tensors {
+		switch {
+		case len(name) > 6 && name[len(name)-6:] == "/gamma":
+			s.Gamma[name[:len(name)-6]] = t.F32
+		case len(name) > 6 && name[len(name)-6:] == "/first":
+			s.First[name[:len(name)-6]] = t.I32
+		}
+	}
+	return nil
+}
+
+// CheckModel verifies that ck is the model the Γ was searched on and that
+// every target has a Γ of the right size.
+func (s *Store) CheckModel(ck *model.Checkpoint) error {
+	fp, err := Fingerprint(ck)
+	if err != nil {
+		return err
+	}
+	if fp != s.Model.Fingerprint {
+		return fmt.Errorf("the Γ store in %s was searched on another model (%s); %s does not match it", s.Dir, s.Model.Path, ck.Path)
+	}
+	for _, t := range model.Targets(ck.Config) {
+		out, in := t.Matrix.Shape(ck.Config)
+		if g := s.Gamma[t.TensorName()]; len(g) != out*in {
+			return fmt.Errorf("Γ store lacks %s (or it has the wrong size)", t.TensorName())
+		}
+	}
+	return nil
+}

@@ -1,0 +1,237 @@
+package layerwise
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/unipruning/unipruning/model"
+	"github.com/unipruning/unipruning/model/safetensors"
+	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/prune"
+)
+
+// engine holds the calibration activations between layers.
+type engine struct {
+	ck      *model.Checkpoint
+	cfg     Config
+	windows [][]int32
+	t       int
+	x, y    []float32 // inputs and outputs of the current layer, all windows
+}
+
+func newEngine(ck *model.Checkpoint, windows [][]int32, cfg Config) (*engine, error) {
+	c := ck.Config
+	e := &engine{ck: ck, cfg: cfg, windows: windows, t: len(windows[0])}
+	n := len(windows) * e.t * c.Dim
+	e.x, e.y = make([]float32, n), make([]float32, n)
+	w, err := nn.Load[float32](ck, nn.Part{Embed: true})
+	if err != nil {
+		return nil, err
+	}
+	st := nn.NewStage(w)
+	err = e.batches(func(i, b int, toks []int32) error {
+		h, err := st.Forward(toks, nil, b, e.t, false)
+		copy(e.x[i*e.t*c.Dim:], h)
+		return err
+	})
+	return e, err
+}
+
+// batches calls f for consecutive groups of windows: i is the first
+// window, b how many, toks their concatenated ids.
+func (e *engine) batches(f func(i, b int, toks []int32) error) error {
+	var toks []int32
+	for i := 0; i < len(e.windows); i += e.cfg.Batch {
+		b := min(e.cfg.Batch, len(e.windows)-i)
+		toks = toks[:0]
+		for _, w := range e.windows[i : i+b] {
+			if len(w) != e.t {
+				return fmt.Errorf("calibration windows differ in length (%d vs %d)", len(w), e.t)
+			}
+			toks = append(toks, w...)
+		}
+		if err := f(i, b, toks); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// layer collects statistics for layer l, prunes it and recomputes its
+// outputs with the pruned weights.
+func (e *engine) layer(l int, sink Sink) (LayerResult, error) {
+	c := e.ck.Config
+	w, err := nn.Load[float32](e.ck, nn.Part{From: l, To: l + 1})
+	if err != nil {
+		return LayerResult{}, err
+	}
+	st := nn.NewStage(w)
+	col := newCollector(c, e.cfg.Method == SparseGPT, e.t)
+	st.Observer = col
+	d := c.Dim
+	run := func(keep bool) error {
+		return e.batches(func(i, b int, _ []int32) error {
+			off := i * e.t * d
+			h, err := st.Forward(nil, e.x[off:off+b*e.t*d], b, e.t, false)
+			if keep {
+				copy(e.y[off:], h)
+			}
+			return err
+		})
+	}
+	if err := run(false); err != nil {
+		return LayerResult{}, err
+	}
+	res := LayerResult{Layer: l}
+	for m := model.Matrix(0); m < model.NumMatrices; m++ {
+		lin := &w.Blocks[l].Lin[m]
+		t := model.Target{Layer: l, Matrix: m}
+		mr, mask, err := e.pruneMatrix(t, lin, col)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", t, err)
+		}
+		roundToStorage(lin.W, c.DType)
+		if err := sink(t, lin.W, mask); err != nil {
+			return res, err
+		}
+		res.Matrices = append(res.Matrices, mr)
+	}
+	st.Observer = nil
+	if err := run(true); err != nil {
+		return res, err
+	}
+	e.x, e.y = e.y, e.x
+	return res, nil
+}
+
+// pruneMatrix prunes one matrix in place and returns its report and mask.
+func (e *engine) pruneMatrix(t model.Target, lin *nn.Linear[float32], col *collector) (MatrixResult, *prune.Mask, error) {
+	out, in := lin.Out, lin.In
+	r := MatrixResult{Name: t.TensorName(), Out: out, In: in}
+	var mask *prune.Mask
+	var err error
+	if e.cfg.Method == SparseGPT {
+		mask, err = e.sparseGPT(lin, col.hessian(t.Matrix))
+	} else {
+		mask, err = e.scoreMask(lin, col.stats(t.Matrix))
+	}
+	if errors.Is(err, prune.ErrNotDivisible) || errors.Is(err, prune.ErrNMNotDivisible) {
+		r.Dense, r.Reason = true, fmt.Sprintf("input width %d is not a multiple of %d", in, e.cfg.M)
+		mask, err = prune.NewMask(out, in), nil
+		fillMask(mask)
+	}
+	if err != nil {
+		return r, nil, err
+	}
+	mask.Apply(lin.W)
+	r.Kept = mask.Kept()
+	r.Sparsity = 1 - float64(r.Kept)/float64(out*in)
+	return r, mask, nil
+}
+
+func fillMask(m *prune.Mask) {
+	for i := 0; i < m.Out; i++ {
+		for j := 0; j < m.In; j++ {
+			m.Set(i, j, true)
+		}
+	}
+}
+
+// scoreMask scores the matrix with the method's metric and selects.
+func (e *engine) scoreMask(lin *nn.Linear[float32], st *prune.Stats) (*prune.Mask, error) {
+	out, in := lin.Out, lin.In
+	scores := make([]float32, out*in)
+	switch e.cfg.Method {
+	case Magnitude:
+		prune.Magnitude(scores, lin.W, out, in)
+	case Wanda:
+		prune.Wanda(scores, lin.W, out, in, st.Norm())
+	case RIA:
+		prune.RIA(scores, lin.W, out, in, st.Norm(), e.cfg.RIAAlpha)
+	}
+	switch {
+	case e.cfg.M > 0:
+		return prune.NM(scores, out, in, e.cfg.N, e.cfg.M)
+	case e.cfg.Group == ByRow:
+		return prune.UnstructuredByRow(scores, out, in, e.cfg.Sparsity)
+	default:
+		return prune.Unstructured(scores, out, in, e.cfg.Sparsity)
+	}
+}
+
+func (e *engine) sparseGPT(lin *nn.Linear[float32], h *prune.Hessian) (*prune.Mask, error) {
+	res, err := prune.SparseGPT(lin.W, lin.Out, lin.In, h, prune.SparseGPTConfig{
+		Sparsity: e.cfg.Sparsity, N: e.cfg.N, M: e.cfg.M, BlockSize: e.cfg.BlockSize, PercDamp: e.cfg.PercDamp})
+	if err != nil {
+		return nil, err
+	}
+	mask := prune.NewMask(lin.Out, lin.In)
+	for i, k := range res.Keep {
+		if k {
+			mask.Set(i/lin.In, i%lin.In, true)
+		}
+	}
+	return mask, nil
+}
+
+// roundToStorage rounds updated weights to the checkpoint's dtype, so the
+// next layer sees exactly the weights that will be written.
+func roundToStorage(w []float32, dtype string) {
+	switch dtype {
+	case "BF16":
+		for i, v := range w {
+			w[i] = safetensors.BF16ToF32(safetensors.F32ToBF16(v))
+		}
+	case "F16":
+		for i, v := range w {
+			w[i] = safetensors.F16ToF32(safetensors.F32ToF16(v))
+		}
+	}
+}
+
+// collector gathers input statistics of a layer's targets. Matrices that
+// read the same input (q, k, v; gate, up) share one accumulator.
+type collector struct {
+	sums [4]*prune.Stats
+	hess [4]*prune.Hessian
+	t    int // tokens per window: SparseGPT's running average counts windows
+}
+
+func inputGroup(m model.Matrix) int {
+	switch m {
+	case model.Q, model.K, model.V:
+		return 0
+	case model.O:
+		return 1
+	case model.Gate, model.Up:
+		return 2
+	}
+	return 3
+}
+
+func newCollector(c *model.Config, hessian bool, t int) *collector {
+	col := &collector{t: t}
+	widths := [4]int{c.Dim, c.QDim(), c.Dim, c.Hidden}
+	for g, w := range widths {
+		col.sums[g] = prune.NewStats(w)
+		if hessian {
+			col.hess[g] = prune.NewHessian(w)
+		}
+	}
+	return col
+}
+
+// Observe implements nn.Observer; shared inputs are counted once.
+func (c *collector) Observe(layer int, m model.Matrix, x []float32, rows, cols int) {
+	if m == model.K || m == model.V || m == model.Up {
+		return
+	}
+	g := inputGroup(m)
+	c.sums[g].Add(x, rows, cols)
+	if c.hess[g] != nil {
+		c.hess[g].Add(x, rows, cols, rows/c.t)
+	}
+}
+
+func (c *collector) stats(m model.Matrix) *prune.Stats     { return c.sums[inputGroup(m)] }
+func (c *collector) hessian(m model.Matrix) *prune.Hessian { return c.hess[inputGroup(m)] }

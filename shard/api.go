@@ -1,0 +1,115 @@
+package shard
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+
+	"github.com/unipruning/unipruning/prune"
+)
+
+// BlobStore keeps checkpoint and Γ images, content-addressed by sha256
+// (transport's filesystem and JetStream stores satisfy it).
+type BlobStore interface {
+	Put(ctx context.Context, data []byte) (string, error)
+	Get(ctx context.Context, key string) ([]byte, error)
+}
+
+// Ref names a stored image and its checksum.
+type Ref struct {
+	Key    string `json:"key"`
+	SHA256 string `json:"sha256"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// API is what the coordinator asks of a shard, in process or over the
+// network. Calls for a step must come in order: Step, Update, (selection
+// queries), ApplyTau.
+type API interface {
+	ID() string
+	Part() Part
+	Count(ctx context.Context) (uint64, error)
+	Step(ctx context.Context, k int) (StepResult, error)
+	Update(ctx context.Context, k int, lr, clipCoef float64) error
+	Histogram(ctx context.Context, q prune.HistQuery, dst []uint64) error
+	CountEqual(ctx context.Context, key uint32) (uint64, error)
+	ApplyTau(ctx context.Context, k int, tau float32) error
+	Checkpoint(ctx context.Context) (Ref, error)
+	Restore(ctx context.Context, ref Ref) error
+	GammaPart(ctx context.Context) (Ref, error)
+}
+
+// Local adapts an in-process Worker to API, storing images in Blobs.
+type Local struct {
+	Name  string
+	W     *Worker
+	Blobs BlobStore
+}
+
+// ID names the shard.
+func (l *Local) ID() string { return l.Name }
+
+// Part is the owned part of the model.
+func (l *Local) Part() Part { return l.W.Part() }
+
+// Count is the number of owned target weights.
+func (l *Local) Count(ctx context.Context) (uint64, error) { return l.W.Count(), nil }
+
+// Step runs step k's forward/backward.
+func (l *Local) Step(ctx context.Context, k int) (StepResult, error) { return l.W.Step(ctx, k) }
+
+// Update applies step k's metric, optimizer and z update.
+func (l *Local) Update(ctx context.Context, k int, lr, c float64) error {
+	return l.W.Update(ctx, k, lr, c)
+}
+
+// Histogram answers a selection round.
+func (l *Local) Histogram(ctx context.Context, q prune.HistQuery, dst []uint64) error {
+	return l.W.Histogram(ctx, q, dst)
+}
+
+// CountEqual counts keys equal to key.
+func (l *Local) CountEqual(ctx context.Context, key uint32) (uint64, error) {
+	return l.W.CountEqual(ctx, key)
+}
+
+// ApplyTau finishes step k.
+func (l *Local) ApplyTau(ctx context.Context, k int, tau float32) error {
+	return l.W.ApplyTau(ctx, k, tau)
+}
+
+// Checkpoint stores the shard state.
+func (l *Local) Checkpoint(ctx context.Context) (Ref, error) {
+	img, err := l.W.Checkpoint()
+	if err != nil {
+		return Ref{}, err
+	}
+	return putImage(ctx, l.Blobs, img)
+}
+
+// Restore loads a stored state.
+func (l *Local) Restore(ctx context.Context, ref Ref) error {
+	img, err := l.Blobs.Get(ctx, ref.Key)
+	if err != nil {
+		return err
+	}
+	return l.W.Restore(img)
+}
+
+// GammaPart stores the shard's Γ part.
+func (l *Local) GammaPart(ctx context.Context) (Ref, error) {
+	img, err := l.W.GammaPart()
+	if err != nil {
+		return Ref{}, err
+	}
+	return putImage(ctx, l.Blobs, img)
+}
+
+func putImage(ctx context.Context, b BlobStore, img []byte) (Ref, error) {
+	key, err := b.Put(ctx, img)
+	if err != nil {
+		return Ref{}, err
+	}
+	sum := sha256.Sum256(img)
+	return Ref{Key: key, SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(img))}, nil
+}

@@ -1,0 +1,116 @@
+// Package shard is the search-stage worker (DESIGN §3.1): it owns a
+// contiguous range of decoder layers (the first shard also the embedding,
+// the last also the final norm and LM head), keeps their weights, Adam
+// moments and mirror-descent state, runs forward/backward for them, answers
+// threshold histogram queries and writes checkpoints. The same Worker runs
+// in one process (driven directly) and in a cluster (driven over NATS).
+package shard
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+)
+
+// Search modes (DESIGN §2.3).
+const (
+	ModeReference = "reference" // AdamW + per-matrix λ-quantile, as the released code
+	ModeGlobal    = "global"    // AdamW + one model-wide threshold
+	ModeFrozen    = "frozen"    // no weight update, forward only, model-wide threshold
+)
+
+// Spec is a search job: everything that determines Γ. Two runs with equal
+// specs (and equal input files) produce bitwise-identical Γ.
+type Spec struct {
+	Model     string `json:"model"`
+	Tokenizer string `json:"tokenizer,omitempty"`
+	Mode      string `json:"mode"`
+	Metric    string `json:"metric"`
+	// Kappa is the mirror-descent step κ, Lambda the threshold budget λ.
+	Kappa    float64 `json:"kappa"`
+	Lambda   float64 `json:"lambda"`
+	LR       float64 `json:"lr"`
+	ClipNorm float64 `json:"clip_norm"`
+	Lambda2  float64 `json:"lambda2,omitempty"` // ProxSparse 2:4 regulariser (0 = off)
+	Steps    int     `json:"steps"`
+	Seed     uint64  `json:"seed"`
+	// Calibration: Steps windows are drawn; step k uses window k−1.
+	CalibPath   string `json:"calib_path"`
+	CalibFormat string `json:"calib_format"`
+	Seqlen      int    `json:"seqlen"`
+	// CheckpointEvery C: a checkpoint after every C steps (0 = only at the end).
+	CheckpointEvery int `json:"checkpoint_every"`
+}
+
+// Defaults fills unset fields with the values of DESIGN §2.3.
+func (s *Spec) Defaults() {
+	def := func(p *float64, v float64) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	if s.Mode == "" {
+		s.Mode = ModeGlobal
+	}
+	if s.Metric == "" {
+		s.Metric = "stochria"
+	}
+	def(&s.Kappa, 0.01)
+	def(&s.Lambda, 0.001)
+	def(&s.LR, 1e-4)
+	def(&s.ClipNorm, 1)
+	if s.Steps == 0 {
+		s.Steps = 128
+	}
+	if s.CalibFormat == "" {
+		s.CalibFormat = "c4"
+	}
+}
+
+// Validate rejects a spec that cannot run, with the reason.
+func (s *Spec) Validate() error {
+	switch s.Mode {
+	case ModeReference, ModeGlobal, ModeFrozen:
+	default:
+		return fmt.Errorf("mode %q (want reference, global or frozen)", s.Mode)
+	}
+	switch s.Metric {
+	case "stochria", "ria", "wanda", "magnitude":
+	default:
+		return fmt.Errorf("metric %q (want stochria, ria, wanda or magnitude)", s.Metric)
+	}
+	switch {
+	case s.Model == "":
+		return fmt.Errorf("no model")
+	case s.CalibPath == "":
+		return fmt.Errorf("no calibration text")
+	case !(s.Kappa > 0):
+		return fmt.Errorf("kappa must be positive (got %v)", s.Kappa)
+	case !(s.Lambda >= 0 && s.Lambda < 1):
+		return fmt.Errorf("lambda must be in [0,1) (got %v)", s.Lambda)
+	case s.Steps < 1:
+		return fmt.Errorf("steps must be at least 1 (got %d)", s.Steps)
+	case s.Seqlen < 2:
+		return fmt.Errorf("seqlen must be at least 2 (got %d)", s.Seqlen)
+	case s.Mode != ModeFrozen && !(s.LR >= 0):
+		return fmt.Errorf("lr must be non-negative")
+	case s.Lambda2 < 0:
+		return fmt.Errorf("lambda2 must be non-negative")
+	case s.Mode == ModeFrozen && s.Lambda2 > 0:
+		return fmt.Errorf("lambda2 (the N:M regulariser on weights) needs a mode that updates weights, not frozen")
+	case s.CheckpointEvery < 0:
+		return fmt.Errorf("checkpoint interval must be non-negative")
+	}
+	return nil
+}
+
+// Trains reports whether the mode updates weights (forward + backward).
+func (s *Spec) Trains() bool { return s.Mode != ModeFrozen }
+
+// Hash identifies the spec (its canonical JSON).
+func (s *Spec) Hash() string {
+	b, _ := json.Marshal(s)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,63 @@
+package shard
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/unipruning/unipruning/prune"
+)
+
+// partition exposes |z| of every owned target to the exact selection.
+func (wk *Worker) partition() *prune.SlicePartition {
+	p := &prune.SlicePartition{}
+	for _, tg := range wk.ts {
+		p.Values = append(p.Values, tg.mir.Z)
+		p.Shapes = append(p.Shapes, [2]int{tg.lin.Out, tg.lin.In})
+	}
+	return p
+}
+
+// Count is the number of target weights the shard owns.
+func (wk *Worker) Count() uint64 {
+	var n uint64
+	for _, tg := range wk.ts {
+		n += uint64(len(tg.mir.Z))
+	}
+	return n
+}
+
+// Histogram answers one round of the model-wide radix selection over |z|.
+func (wk *Worker) Histogram(ctx context.Context, q prune.HistQuery, dst []uint64) error {
+	return wk.partition().Histogram(q, dst)
+}
+
+// CountEqual counts owned |z| keys equal to key.
+func (wk *Worker) CountEqual(ctx context.Context, key uint32) (uint64, error) {
+	return wk.partition().CountEqual(key)
+}
+
+// ApplyTau finishes step k: Γ ← sign(z)·max(|z| − τ, 0). In the global and
+// frozen modes τ is the model-wide threshold the leader selected; in the
+// reference mode each matrix uses its own exact λ-quantile of |z| and tau
+// is ignored.
+func (wk *Worker) ApplyTau(ctx context.Context, k int, tau float32) error {
+	if k != wk.step+1 {
+		return fmt.Errorf("shard is at step %d, asked to apply τ of step %d", wk.step, k)
+	}
+	err := parallel(len(wk.ts), func(i int) error {
+		tg := wk.ts[i]
+		t := tau
+		if wk.spec.Mode == ModeReference {
+			var err error
+			if t, err = prune.AbsQuantile(tg.mir.Z, wk.spec.Lambda); err != nil {
+				return fmt.Errorf("%s: %w", tg.t, err)
+			}
+		}
+		tg.mir.Shrink(t, int32(k))
+		return nil
+	})
+	if err == nil {
+		wk.step = k
+	}
+	return err
+}

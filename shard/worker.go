@@ -1,0 +1,297 @@
+package shard
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/unipruning/unipruning/eval"
+	"github.com/unipruning/unipruning/internal/seeded"
+	"github.com/unipruning/unipruning/model"
+	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/prune"
+)
+
+// Part is the slice of the model a shard owns.
+type Part = nn.Part
+
+// target is the per-matrix state of the search.
+type target struct {
+	t      model.Target
+	lin    *nn.Linear[float32] // W^k (aliases the stage's weights)
+	grad   []float32
+	m, v   []float32 // Adam moments (nil in frozen mode)
+	mir    *prune.Mirror
+	stats  *prune.Stats // this step's input statistics (shared by matrices reading the same input)
+	scores []float32
+}
+
+// Worker runs the search stage for its part of the model.
+type Worker struct {
+	spec    Spec
+	part    Part
+	ck      *model.Checkpoint
+	w       *nn.Weights[float32]
+	st      *nn.Stage[float32]
+	ts      []*target
+	groups  map[int]*[4]*prune.Stats // layer → input-group statistics
+	windows [][]int32                // calibration windows (first and last shard only)
+	pipe    Pipe
+	step    int // last step fully applied (Γ updated)
+}
+
+// StepResult is what a shard reports after the forward/backward of a step.
+type StepResult struct {
+	Step int `json:"step"`
+	// Loss is the summed NLL over Count predictions (last shard only).
+	Loss  float64 `json:"loss"`
+	Count int     `json:"count"`
+	// GradSumSq[i] is Σ g² over the targets of layer From+i (float64), so
+	// the leader can sum layers in a fixed order whatever the sharding.
+	GradSumSq []float64 `json:"grad_sumsq,omitempty"`
+	From      int       `json:"from"`
+}
+
+// NewWorker loads the part's weights and initialises its state.
+func NewWorker(spec Spec, part Part, pipe Pipe) (*Worker, error) {
+	spec.Defaults()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	ck, err := model.Open(spec.Model, spec.Tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	wk := &Worker{spec: spec, part: part, ck: ck, pipe: pipe, groups: map[int]*[4]*prune.Stats{}}
+	if err := wk.load(); err != nil {
+		ck.Close()
+		return nil, err
+	}
+	return wk, nil
+}
+
+func (wk *Worker) load() error {
+	var err error
+	if wk.w, err = nn.Load[float32](wk.ck, wk.part); err != nil {
+		return err
+	}
+	wk.st = nn.NewStage(wk.w)
+	if wk.spec.Trains() {
+		wk.st.EnableGrad(false)
+	}
+	wk.st.Observer = observer{wk}
+	c := wk.ck.Config
+	for l := wk.part.From; l < wk.part.To; l++ {
+		g := &[4]*prune.Stats{prune.NewStats(c.Dim), prune.NewStats(c.QDim()), prune.NewStats(c.Dim), prune.NewStats(c.Hidden)}
+		wk.groups[l] = g
+		for m := model.Matrix(0); m < model.NumMatrices; m++ {
+			wk.ts = append(wk.ts, wk.newTarget(model.Target{Layer: l, Matrix: m}, g[inputGroup(m)]))
+		}
+	}
+	if wk.part.Embed || wk.part.Head {
+		return wk.loadWindows()
+	}
+	return nil
+}
+
+func (wk *Worker) newTarget(t model.Target, st *prune.Stats) *target {
+	lin := &wk.w.Blocks[t.Layer].Lin[t.Matrix]
+	n := lin.Out * lin.In
+	tg := &target{t: t, lin: lin, mir: prune.NewMirror(n), stats: st, scores: make([]float32, n)}
+	if wk.spec.Trains() {
+		tg.grad = wk.st.G.Blocks[t.Layer].Lin[t.Matrix].W
+		tg.m, tg.v = make([]float32, n), make([]float32, n)
+	}
+	return tg
+}
+
+// loadWindows draws the calibration windows: Steps of them, step k using
+// window k−1. Every shard that needs them draws the same ones.
+func (wk *Worker) loadWindows() error {
+	tok, err := wk.ck.LoadTokenizer()
+	if err != nil {
+		return err
+	}
+	if wk.spec.Seqlen > wk.ck.Config.MaxSeq {
+		return fmt.Errorf("seqlen %d exceeds the model's context of %d", wk.spec.Seqlen, wk.ck.Config.MaxSeq)
+	}
+	wk.windows, _, err = eval.CalibWindows(wk.spec.CalibFormat, wk.spec.CalibPath, tok, wk.spec.Steps, wk.spec.Seqlen, wk.spec.Seed)
+	return err
+}
+
+// Close releases the checkpoint files.
+func (wk *Worker) Close() error { return wk.ck.Close() }
+
+// Part returns what the worker owns.
+func (wk *Worker) Part() Part { return wk.part }
+
+// Config is the model's configuration.
+func (wk *Worker) Config() *model.Config { return wk.ck.Config }
+
+// LastStep is the last step whose Γ update was applied.
+func (wk *Worker) LastStep() int { return wk.step }
+
+func inputGroup(m model.Matrix) int {
+	switch m {
+	case model.Q, model.K, model.V:
+		return 0
+	case model.O:
+		return 1
+	case model.Gate, model.Up:
+		return 2
+	}
+	return 3
+}
+
+// observer feeds the step's activation statistics; shared inputs (q/k/v,
+// gate/up) are counted once.
+type observer struct{ wk *Worker }
+
+func (o observer) Observe(layer int, m model.Matrix, x []float32, rows, cols int) {
+	if m == model.K || m == model.V || m == model.Up {
+		return
+	}
+	o.wk.groups[layer][inputGroup(m)].Add(x, rows, cols)
+}
+
+// Step runs the forward (and, when training, backward) pass of step k:
+// activations arrive from / go to the neighbouring shards through the pipe.
+func (wk *Worker) Step(ctx context.Context, k int) (StepResult, error) {
+	res := StepResult{Step: k, From: wk.part.From}
+	if k != wk.step+1 {
+		return res, fmt.Errorf("shard is at step %d, asked to run step %d", wk.step, k)
+	}
+	for _, g := range wk.groups {
+		for _, s := range g {
+			s.Reset()
+		}
+	}
+	h, err := wk.forward(ctx, k)
+	if err != nil {
+		return res, err
+	}
+	train := wk.spec.Trains()
+	var dh []float32
+	if wk.part.Head {
+		win := wk.windows[k-1]
+		res.Loss, res.Count, dh, err = wk.st.HeadLoss(h, nn.Targets(win, 1, len(win)), train)
+		if err != nil {
+			return res, err
+		}
+	}
+	if !train {
+		return res, nil
+	}
+	if !wk.part.Head {
+		if dh, err = wk.pipe.RecvBackward(ctx, k); err != nil {
+			return res, err
+		}
+	}
+	wk.st.ZeroGrad()
+	dx, err := wk.st.Backward(dh)
+	if err != nil {
+		return res, err
+	}
+	if !wk.part.Embed {
+		if err := wk.pipe.SendBackward(ctx, k, dx); err != nil {
+			return res, err
+		}
+	}
+	res.GradSumSq = wk.gradSumSq()
+	return res, nil
+}
+
+func (wk *Worker) forward(ctx context.Context, k int) ([]float32, error) {
+	t := wk.spec.Seqlen
+	var tokens []int32
+	var x []float32
+	var err error
+	if wk.part.Embed {
+		tokens = wk.windows[k-1]
+	} else if x, err = wk.pipe.RecvForward(ctx, k); err != nil {
+		return nil, err
+	}
+	h, err := wk.st.Forward(tokens, x, 1, t, wk.spec.Trains())
+	if err != nil {
+		return nil, err
+	}
+	if !wk.part.Head {
+		return h, wk.pipe.SendForward(ctx, k, h)
+	}
+	return h, nil
+}
+
+func (wk *Worker) gradSumSq() []float64 {
+	out := make([]float64, wk.part.To-wk.part.From)
+	for _, tg := range wk.ts {
+		out[tg.t.Layer-wk.part.From] += nn.SumSquares(tg.grad)
+	}
+	return out
+}
+
+// Update computes this step's saliency S^k from the pre-update weights,
+// then (when training) clips, applies AdamW and the optional N:M proximal
+// step, and accumulates z ← z + κ(S^k − Γ). Matrices are independent, so
+// they run in parallel without affecting the result.
+func (wk *Worker) Update(ctx context.Context, k int, lr, clipCoef float64) error {
+	if k != wk.step+1 {
+		return fmt.Errorf("shard is at step %d, asked to update step %d", wk.step, k)
+	}
+	return parallel(len(wk.ts), func(i int) error { return wk.updateTarget(wk.ts[i], k, lr, clipCoef) })
+}
+
+func (wk *Worker) updateTarget(tg *target, k int, lr, clipCoef float64) error {
+	out, in := tg.lin.Out, tg.lin.In
+	switch wk.spec.Metric {
+	case "stochria":
+		rng := seeded.New(wk.spec.Seed, seeded.Metric, uint64(k), uint64(tg.t.Layer), uint64(tg.t.Matrix))
+		prune.StochRIA(tg.scores, tg.lin.W, out, in, tg.stats.MeanSq(), rng)
+	case "ria":
+		prune.RIA(tg.scores, tg.lin.W, out, in, tg.stats.Norm(), 0.5)
+	case "wanda":
+		prune.Wanda(tg.scores, tg.lin.W, out, in, tg.stats.Norm())
+	default:
+		prune.Magnitude(tg.scores, tg.lin.W, out, in)
+	}
+	prune.NormalizeMean(tg.scores)
+	if wk.spec.Trains() {
+		nn.Scale(tg.grad, clipCoef)
+		nn.AdamW(tg.lin.W, tg.grad, tg.m, tg.v, lr, k, nn.SearchAdam)
+		if wk.spec.Lambda2 > 0 && in%4 == 0 {
+			if err := prune.ProxNM(tg.lin.W, out, in, wk.spec.Lambda2); err != nil {
+				return err
+			}
+		}
+	}
+	tg.mir.Accumulate(tg.scores, float32(wk.spec.Kappa))
+	return nil
+}
+
+// parallel runs f(0..n-1) on GOMAXPROCS goroutines and returns the first
+// error (by index).
+func parallel(n int, f func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	next := make(chan int, n)
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	for w := 0; w < min(n, runtime.GOMAXPROCS(0)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				errs[i] = f(i)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

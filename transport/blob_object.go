@@ -1,0 +1,102 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ObjectBlobStore stores blobs in a JetStream Object Store bucket, named by
+// key. It needs a server with JetStream enabled.
+type ObjectBlobStore struct {
+	bucket string
+	store  jetstream.ObjectStore
+}
+
+var _ BlobStore = (*ObjectBlobStore)(nil)
+
+// NewObjectBlobStore binds to the Object Store bucket, creating it (file
+// storage, one replica) if it does not exist.
+func NewObjectBlobStore(ctx context.Context, conn *Conn, bucket string) (*ObjectBlobStore, error) {
+	if err := ValidateToken(bucket); err != nil {
+		return nil, fmt.Errorf("transport: object store bucket: %w", err)
+	}
+	js, err := jetstream.New(conn.nc)
+	if err != nil {
+		return nil, fmt.Errorf("transport: jetstream: %w", err)
+	}
+	store, err := js.ObjectStore(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		store, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      bucket,
+			Description: "unipruning checkpoint blobs (content-addressed by sha256)",
+			Storage:     jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) { // another process won the race
+			store, err = js.ObjectStore(ctx, bucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("transport: object store bucket %s (is JetStream enabled on the server?): %w", bucket, err)
+	}
+	return &ObjectBlobStore{bucket: bucket, store: store}, nil
+}
+
+func (s *ObjectBlobStore) where() string { return "object store bucket " + s.bucket }
+
+func (s *ObjectBlobStore) Put(ctx context.Context, data []byte) (string, error) {
+	key := BlobKey(data)
+	if ok, err := s.Has(ctx, key); err == nil && ok {
+		return key, nil
+	}
+	if _, err := s.store.PutBytes(ctx, key, data); err != nil {
+		return "", fmt.Errorf("transport: blob put %s into %s: %w", key, s.where(), err)
+	}
+	return key, nil
+}
+
+func (s *ObjectBlobStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := validateKey(key); err != nil {
+		return nil, err
+	}
+	data, err := s.store.GetBytes(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, key, s.where())
+	case errors.Is(err, jetstream.ErrDigestMismatch):
+		return nil, fmt.Errorf("%w: blob %s in %s: object digest mismatch: stored copy is corrupt",
+			ErrChecksum, key, s.where())
+	case err != nil:
+		return nil, fmt.Errorf("transport: blob get %s from %s: %w", key, s.where(), err)
+	}
+	if err := verifyBlob(key, data, s.where()); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+func (s *ObjectBlobStore) Has(ctx context.Context, key string) (bool, error) {
+	if err := validateKey(key); err != nil {
+		return false, err
+	}
+	_, err := s.store.GetInfo(ctx, key)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("transport: blob has %s in %s: %w", key, s.where(), err)
+}
+
+func (s *ObjectBlobStore) Delete(ctx context.Context, key string) error {
+	if err := validateKey(key); err != nil {
+		return err
+	}
+	if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("transport: blob delete %s from %s: %w", key, s.where(), err)
+	}
+	return nil
+}
