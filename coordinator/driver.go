@@ -30,7 +30,11 @@ type Driver struct {
 	OnStep func(StepInfo)
 	// Resumed is the step the run continued from (0 = a fresh start).
 	Resumed int
-	total   uint64
+	// Reset makes the driver restore every shard even when there is no
+	// checkpoint (to the state before step 1): set it when shards may hold
+	// state from an aborted attempt.
+	Reset bool
+	total uint64
 }
 
 // Run executes steps Resumed+1..Steps and returns the Γ parts of every
@@ -58,25 +62,27 @@ func (d *Driver) Run(ctx context.Context) ([]shard.Ref, error) {
 
 // resume restores every shard from the newest step they all checkpointed.
 func (d *Driver) resume(ctx context.Context) error {
-	step, ms := d.Ledger.LatestCommon(d.ids())
+	step, ms := d.Ledger.LatestCommon(d.ranges())
 	if err := d.Ledger.Rollback(ctx, step, "resume"); err != nil {
 		return err
 	}
 	d.Resumed = step
-	if step == 0 {
+	if step == 0 && !d.Reset {
 		return nil
 	}
 	return d.each(ctx, func(ctx context.Context, i int, s shard.API) error {
-		return s.Restore(ctx, ms[s.ID()].Ref)
+		p := s.Part()
+		return s.Restore(ctx, ms[[2]int{p.From, p.To}].Ref) // zero Ref at step 0: reset
 	})
 }
 
-func (d *Driver) ids() []string {
-	ids := make([]string, len(d.Shards))
+func (d *Driver) ranges() [][2]int {
+	rs := make([][2]int, len(d.Shards))
 	for i, s := range d.Shards {
-		ids[i] = s.ID()
+		p := s.Part()
+		rs[i] = [2]int{p.From, p.To}
 	}
-	return ids
+	return rs
 }
 
 func (d *Driver) count(ctx context.Context) error {

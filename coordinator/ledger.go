@@ -34,9 +34,11 @@ type Ledger interface {
 	BeginStep(ctx context.Context, k int, lr float64) error
 	CommitStep(ctx context.Context, k int, f StepFacts) error
 	RecordCheckpoint(ctx context.Context, m Manifest) error
-	// LatestCommon returns the newest step checkpointed by every one of
-	// shards, with their manifests (0 and nil when there is none).
-	LatestCommon(shards []string) (int, map[string]Manifest)
+	// LatestCommon returns the newest step for which every layer range
+	// has a checkpoint, with the manifests by range (0 and nil when there is
+	// none). Ranges, not shard IDs, key checkpoints: a replacement shard
+	// restores the checkpoint of the shard whose layers it took over.
+	LatestCommon(ranges [][2]int) (int, map[[2]int]Manifest)
 	Rollback(ctx context.Context, toStep int, reason string) error
 	Steps() map[int]StepFacts
 	SetResult(ctx context.Context, key, value string) error
@@ -140,26 +142,36 @@ func (l *FileLedger) RecordCheckpoint(ctx context.Context, m Manifest) error {
 	return l.save()
 }
 
-// LatestCommon is the newest step all shards checkpointed.
-func (l *FileLedger) LatestCommon(shards []string) (int, map[string]Manifest) {
+// LatestCommon is the newest step checkpointed for every range.
+func (l *FileLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]Manifest) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	best := 0
-	for step, ms := range l.state.Checkpoints {
+	return latestCommon(l.state.Checkpoints, ranges)
+}
+
+// latestCommon finds, over step → shard → manifest, the newest step at
+// which every range has a manifest.
+func latestCommon(cps map[int]map[string]Manifest, ranges [][2]int) (int, map[[2]int]Manifest) {
+	best, bestSet := 0, map[[2]int]Manifest(nil)
+	for step, ms := range cps {
+		if step <= best {
+			continue
+		}
+		byRange := map[[2]int]Manifest{}
+		for _, m := range ms {
+			byRange[[2]int{m.From, m.To}] = m
+		}
 		all := true
-		for _, s := range shards {
-			if _, ok := ms[s]; !ok {
+		for _, r := range ranges {
+			if _, ok := byRange[r]; !ok {
 				all = false
 			}
 		}
-		if all && step > best {
-			best = step
+		if all {
+			best, bestSet = step, byRange
 		}
 	}
-	if best == 0 {
-		return 0, nil
-	}
-	return best, l.state.Checkpoints[best]
+	return best, bestSet
 }
 
 // Rollback forgets steps after toStep.

@@ -63,17 +63,27 @@ func tr(t bool) blas.Transpose {
 	return blas.NoTrans
 }
 
+// smallGemm is the size (multiply-adds) below which the pure-Go kernel is
+// used even when OpenBLAS is active: for small products OpenBLAS's thread
+// hand-off costs more than the arithmetic, and the callers of small
+// products (attention heads) already run in parallel goroutines.
+const smallGemm = 1 << 20
+
 // Gemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices, where
 // op(X) is X or Xᵀ, op(A) is m×k, op(B) is k×n and C is m×n.
 func Gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
+	k3 := active
+	if m*n*k < smallGemm {
+		k3 = kernels["gonum"]
+	}
 	switch av := any(a).(type) {
 	case []float32:
-		active.Sgemm(tr(tA), tr(tB), m, n, k, float32(alpha), av, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
+		k3.Sgemm(tr(tA), tr(tB), m, n, k, float32(alpha), av, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
 	case []float64:
-		active.Dgemm(tr(tA), tr(tB), m, n, k, float64(alpha), av, lda, any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
+		k3.Dgemm(tr(tA), tr(tB), m, n, k, float64(alpha), av, lda, any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
 	}
 }
 

@@ -5,9 +5,9 @@ import (
 	"testing"
 )
 
-// benchScores returns n Gaussian-magnitude scores (distinct, like real
+// maskBenchScores returns n Gaussian-magnitude scores (distinct, like real
 // saliencies) from a fixed seed.
-func benchScores(n int, seed uint64) []float32 {
+func maskBenchScores(n int, seed uint64) []float32 {
 	r := rand.New(rand.NewPCG(seed, 99))
 	s := make([]float32, n)
 	for i := range s {
@@ -18,7 +18,7 @@ func benchScores(n int, seed uint64) []float32 {
 
 func BenchmarkUnstructured4096x11008(b *testing.B) {
 	out, in := 4096, 11008
-	s := benchScores(out*in, 1)
+	s := maskBenchScores(out*in, 1)
 	Magnitude(s, s, out, in)
 	b.SetBytes(int64(4 * out * in))
 	for b.Loop() {
@@ -30,7 +30,7 @@ func BenchmarkUnstructured4096x11008(b *testing.B) {
 
 func BenchmarkUnstructuredByRow4096x11008(b *testing.B) {
 	out, in := 4096, 11008
-	s := benchScores(out*in, 1)
+	s := maskBenchScores(out*in, 1)
 	b.SetBytes(int64(4 * out * in))
 	for b.Loop() {
 		if _, err := UnstructuredByRow(s, out, in, 0.5); err != nil {
@@ -41,7 +41,7 @@ func BenchmarkUnstructuredByRow4096x11008(b *testing.B) {
 
 func BenchmarkNM24_4096x11008(b *testing.B) {
 	out, in := 4096, 11008
-	s := benchScores(out*in, 2)
+	s := maskBenchScores(out*in, 2)
 	b.SetBytes(int64(4 * out * in))
 	for b.Loop() {
 		if _, err := NM(s, out, in, 2, 4); err != nil {
@@ -58,7 +58,7 @@ func BenchmarkSelectKth(b *testing.B) {
 	sp := make([]SlicePartition, 4)
 	total := uint64(0)
 	for m := 0; m < 7; m++ {
-		v := benchScores(side*side, uint64(10+m))
+		v := maskBenchScores(side*side, uint64(10+m))
 		sp[m%4].Values = append(sp[m%4].Values, v)
 		total += uint64(len(v))
 	}
@@ -75,7 +75,7 @@ func BenchmarkSelectKth(b *testing.B) {
 
 func BenchmarkStochRIA(b *testing.B) {
 	const side = 4096
-	w := benchScores(side*side, 3)
+	w := maskBenchScores(side*side, 3)
 	ms := make([]float64, side)
 	for j := range ms {
 		ms[j] = float64(j%7) + 0.5
@@ -90,7 +90,7 @@ func BenchmarkStochRIA(b *testing.B) {
 
 func BenchmarkRIA4096(b *testing.B) {
 	const side = 4096
-	w := benchScores(side*side, 3)
+	w := maskBenchScores(side*side, 3)
 	xn := make([]float64, side)
 	for j := range xn {
 		xn[j] = float64(j%7) + 0.5

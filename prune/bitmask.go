@@ -173,8 +173,12 @@ func (m *Mask) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("prune: unmarshal mask: implausible shape %d×%d", out64, in64)
 	}
 	out, in := int(out64), int(in64)
-	words := maskWords(out * in)
-	if want := maskHeader + 8*words; len(b) != want {
+	n, err := maskSize(out, in)
+	if err != nil {
+		return fmt.Errorf("prune: unmarshal mask: %w", err)
+	}
+	words := maskWords(n)
+	if want := maskHeader + 8*uint64(words); uint64(len(b)) != want {
 		return fmt.Errorf("prune: unmarshal mask: %d bytes, %d×%d needs %d", len(b), out, in, want)
 	}
 	bitsOut := make([]uint64, words)

@@ -41,11 +41,11 @@ func checkSparsity(sparsity float64) error {
 	return nil
 }
 
-// PruneCount returns how many of n elements a sparsity prunes:
-// math.Round(n·sparsity), rounding halves away from zero (up), the product
-// taken in float64.
+// PruneCount returns how many of n elements a sparsity prunes. As DESIGN
+// §2.4 and the released code, the count KEPT is round(n·(1−p)) with
+// Python's rounding (halves to even); the rest is pruned.
 func PruneCount(n int, sparsity float64) int {
-	return int(math.Round(float64(n) * sparsity))
+	return n - int(math.RoundToEven(float64(n)*(1-sparsity)))
 }
 
 // nanError locates the first NaN of a score matrix.
@@ -69,7 +69,7 @@ func Unstructured(scores []float32, out, in int, sparsity float64) (*Mask, error
 	if err := checkSparsity(sparsity); err != nil {
 		return nil, err
 	}
-	if len(scores) > math.MaxUint32 {
+	if uint64(len(scores)) > math.MaxUint32 {
 		return nil, fmt.Errorf("prune: %d×%d matrix too large for a 32-bit count", out, in)
 	}
 	k := PruneCount(len(scores), sparsity)

@@ -115,7 +115,7 @@ func TestUnstructuredMatchesReference(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s %dx%d p=%v: %v", kind, out, in, sp, err)
 				}
-				k := int(math.Round(float64(out*in) * sp))
+				k := PruneCount(out*in, sp)
 				want := maskFromPruned(out, in, maskRefLowest(scores, k))
 				if !got.Equal(want) {
 					t.Fatalf("%s %dx%d p=%v: mask differs from the sorted reference", kind, out, in, sp)
@@ -153,8 +153,9 @@ func TestPruneCountRounding(t *testing.T) {
 		p    float64
 		want int
 	}{
-		{10, 0, 0}, {10, 0.25, 3}, {3, 0.5, 2}, {5, 0.5, 3}, {4, 0.5, 2},
-		{10, 0.04, 0}, {10, 0.05, 1}, {10, 0.45, 5}, {1, 0.4999, 0}, {1, 0.5, 1},
+		// Expected values printed by CPython: n - round(n*(1-p)).
+		{10, 0, 0}, {10, 0.25, 2}, {3, 0.5, 1}, {5, 0.5, 3}, {4, 0.5, 2},
+		{10, 0.04, 0}, {10, 0.05, 0}, {10, 0.45, 4}, {1, 0.4999, 0}, {1, 0.5, 1},
 		{4096 * 11008, 0.5, 4096 * 11008 / 2}, {7, 0.999, 7},
 	}
 	for _, c := range cases {

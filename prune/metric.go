@@ -114,9 +114,9 @@ func absRowColSums(w []float32, out, in int, rowSum, colSum []float64) {
 	}
 }
 
-// riaScores writes |W_ij|·(invCol_j + invRow_i)·act_j, the shared final
-// step of RIA and StochRIA. The two ratios are added before multiplying,
-// as in the formula.
+// riaScores writes (|W_ij|·invCol_j + |W_ij|·invRow_i)·act_j, the shared
+// final step of RIA and StochRIA: the two ratios are added before the
+// activation factor multiplies them, as in the formula.
 func riaScores(dst, w []float32, out, in int, invRow, invCol, act []float64) {
 	for i := 0; i < out; i++ {
 		ir := invRow[i]

@@ -39,14 +39,17 @@ const (
 
 // ProxObjective is ½‖w − v‖² + λ2·Σ_{a<b<c} |w_a w_b w_c|.
 func ProxObjective(w, v [4]float64, lambda2 float64) float64 {
-	var sq float64
-	for i := range w {
-		d := w[i] - v[i]
-		sq += d * d
-	}
-	reg := math.Abs(w[0]*w[1]*w[2]) + math.Abs(w[0]*w[1]*w[3]) +
-		math.Abs(w[0]*w[2]*w[3]) + math.Abs(w[1]*w[2]*w[3])
-	return sq/2 + lambda2*reg
+	return proxObjective(w[0], w[1], w[2], w[3], v[0], v[1], v[2], v[3], lambda2)
+}
+
+// proxObjective is ProxObjective on scalars (arrays are not kept in
+// registers; the solver below calls this three times per group). The
+// conversions block FMA fusion so candidates compare alike on every platform.
+func proxObjective(w0, w1, w2, w3, v0, v1, v2, v3, lambda2 float64) float64 {
+	d0, d1, d2, d3 := w0-v0, w1-v1, w2-v2, w3-v3
+	sq := float64(d0*d0) + float64(d1*d1) + float64(d2*d2) + float64(d3*d3)
+	reg := math.Abs(w0*w1*w2) + math.Abs(w0*w1*w3) + math.Abs(w0*w2*w3) + math.Abs(w1*w2*w3)
+	return sq/2 + float64(lambda2*reg)
 }
 
 // ProxGroup4 returns the ProxSparse proximal point of one group. lambda2
@@ -65,54 +68,68 @@ func ProxGroup4(v [4]float64, lambda2 float64) [4]float64 {
 			order[b], order[b-1] = order[b-1], order[b]
 		}
 	}
-	var z [4]float64
-	for k, i := range order {
-		z[k] = math.Abs(v[i])
-	}
-	if z[2] == 0 {
+	z0, z1, z2, z3 := math.Abs(v[order[0]]), math.Abs(v[order[1]]), math.Abs(v[order[2]]), math.Abs(v[order[3]])
+	if z2 == 0 {
 		return v // already 2-sparse: objective 0, the minimum
 	}
-	best := [4]float64{z[0], z[1], 0, 0}
-	bestObj := ProxObjective(best, z, lambda2)
-	for _, c := range [2][4]float64{proxAlternate(z, lambda2, 3), proxAlternate(z, lambda2, 4)} {
-		if f := ProxObjective(c, z, lambda2); f < bestObj {
-			best, bestObj = c, f
-		}
-	}
+	b0, b1, b2, b3 := proxSolveSorted(z0, z1, z2, z3, lambda2)
 	var w [4]float64
-	for k, i := range order {
-		w[i] = math.Copysign(best[k], v[i])
-	}
+	w[order[0]] = math.Copysign(b0, v[order[0]])
+	w[order[1]] = math.Copysign(b1, v[order[1]])
+	w[order[2]] = math.Copysign(b2, v[order[2]])
+	w[order[3]] = math.Copysign(b3, v[order[3]])
 	return w
 }
 
-// proxAlternate is the coordinate-wise minimisation on the first nz (3 or 4)
-// entries of the sorted magnitudes z; the others stay 0.
-func proxAlternate(z [4]float64, lambda2 float64, nz int) [4]float64 {
-	var w [4]float64
+// proxSolveSorted returns the best of the three candidates for the sorted
+// magnitudes z0 ≥ z1 ≥ z2 ≥ z3 ≥ 0, ties to the sparser candidate.
+func proxSolveSorted(z0, z1, z2, z3, lambda2 float64) (w0, w1, w2, w3 float64) {
+	w0, w1 = z0, z1
+	best := proxObjective(w0, w1, 0, 0, z0, z1, z2, z3, lambda2)
+	a0, a1, a2 := proxAlternate3(z0, z1, z2, lambda2)
+	if f := proxObjective(a0, a1, a2, 0, z0, z1, z2, z3, lambda2); f < best {
+		w0, w1, w2, best = a0, a1, a2, f
+	}
+	a0, a1, a2, a3 := proxAlternate4(z0, z1, z2, z3, lambda2)
+	if f := proxObjective(a0, a1, a2, a3, z0, z1, z2, z3, lambda2); f < best {
+		w0, w1, w2, w3 = a0, a1, a2, a3
+	}
+	return w0, w1, w2, w3
+}
+
+// proxAlternate3 is the coordinate-wise minimisation on the three largest
+// sorted magnitudes (the fourth entry stays 0), smallest first. The float64
+// conversions block FMA fusion, so the results are the same on every
+// platform.
+func proxAlternate3(z0, z1, z2, lambda2 float64) (w0, w1, w2 float64) {
 	for range proxMaxIter {
-		var moved float64
-		for a := nz - 1; a >= 0; a-- {
-			// c = Σ of the pairwise products of the other entries (zeros
-			// beyond nz contribute nothing). Conversions block FMA fusion so
-			// results are the same on every platform.
-			var c float64
-			for b := range 4 {
-				for d := b + 1; d < 4; d++ {
-					if b != a && d != a {
-						c += float64(w[b] * w[d])
-					}
-				}
-			}
-			next := max(z[a]-float64(lambda2*c), 0)
-			moved += math.Abs(next - w[a])
-			w[a] = next
-		}
+		n2 := max(z2-float64(lambda2*float64(w0*w1)), 0)
+		n1 := max(z1-float64(lambda2*float64(w0*n2)), 0)
+		n0 := max(z0-float64(lambda2*float64(n1*n2)), 0)
+		moved := math.Abs(n2-w2) + math.Abs(n1-w1) + math.Abs(n0-w0)
+		w0, w1, w2 = n0, n1, n2
 		if moved < proxTol {
 			break
 		}
 	}
-	return w
+	return w0, w1, w2
+}
+
+// proxAlternate4 is the same on all four entries; each coordinate's weight
+// is the sum of the pairwise products of the other three.
+func proxAlternate4(z0, z1, z2, z3, lambda2 float64) (w0, w1, w2, w3 float64) {
+	for range proxMaxIter {
+		n3 := max(z3-float64(lambda2*(float64(w0*w1)+float64(w0*w2)+float64(w1*w2))), 0)
+		n2 := max(z2-float64(lambda2*(float64(w0*w1)+float64(w0*n3)+float64(w1*n3))), 0)
+		n1 := max(z1-float64(lambda2*(float64(w0*n2)+float64(w0*n3)+float64(n2*n3))), 0)
+		n0 := max(z0-float64(lambda2*(float64(n1*n2)+float64(n1*n3)+float64(n2*n3))), 0)
+		moved := math.Abs(n3-w3) + math.Abs(n2-w2) + math.Abs(n1-w1) + math.Abs(n0-w0)
+		w0, w1, w2, w3 = n0, n1, n2, n3
+		if moved < proxTol {
+			break
+		}
+	}
+	return w0, w1, w2, w3
 }
 
 // ProxNM applies ProxGroup4 to every group of 4 consecutive weights of each

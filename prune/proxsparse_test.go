@@ -46,8 +46,9 @@ func TestProxGroup4BeatsEachCandidate(t *testing.T) {
 			for k, i := range order {
 				z[k] = math.Abs(v[i])
 			}
-			two := [4]float64{z[0], z[1], 0, 0}
-			for _, c := range [][4]float64{two, proxAlternate(z, lam, 3), proxAlternate(z, lam, 4)} {
+			a0, a1, a2 := proxAlternate3(z[0], z[1], z[2], lam)
+			b0, b1, b2, b3 := proxAlternate4(z[0], z[1], z[2], z[3], lam)
+			for _, c := range [][4]float64{{z[0], z[1], 0, 0}, {a0, a1, a2, 0}, {b0, b1, b2, b3}} {
 				if g := ProxObjective(c, z, lam); !proxLE(f, g) {
 					t.Fatalf("v=%v λ=%v: objective %v above candidate %v (%v)", v, lam, f, c, g)
 				}
@@ -219,6 +220,24 @@ func TestProxNM(t *testing.T) {
 			t.Errorf("λ=%v accepted", bad)
 		}
 	}
+}
+
+func BenchmarkProxGroup4(b *testing.B) {
+	rng := rand.New(rand.NewPCG(8, 4))
+	vs := make([][4]float64, 1024)
+	for i := range vs {
+		vs[i] = proxTestGroup(rng)
+		for k := range vs[i] {
+			vs[i][k] *= 0.02
+		}
+	}
+	var sink float64
+	i := 0
+	for b.Loop() {
+		sink += ProxGroup4(vs[i&1023], 1e-3)[0]
+		i++
+	}
+	_ = sink
 }
 
 func BenchmarkProxNM4096x4096(b *testing.B) {

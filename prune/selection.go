@@ -13,10 +13,10 @@ import (
 // on the key's two 16-bit halves: round 0 histograms the high halves of
 // every key, round 1 the low halves of the keys in the chosen high bucket;
 // round 1's bucket of the answer is, per partition, its count of keys equal
-// to the answer. Each round moves HistBuckets×8 B = 512 KiB per partition,
-// whatever the model size, and the leader holds one such histogram per
-// partition. The result is exact: integer counts do not care how values are
-// spread over partitions.
+// to the answer (or, past selRetainMaxParts partitions, a CountEqual request
+// of 8 B each). Each round moves HistBuckets×8 B = 512 KiB per partition,
+// whatever the model size. The result is exact: integer counts do not care
+// how values are spread over partitions.
 
 // HistBuckets is the number of buckets of every histogram round.
 const HistBuckets = 1 << 16
@@ -81,33 +81,47 @@ type Selection struct {
 	EqualPer []uint64 // keys == Key per partition, in partition order
 }
 
+// selRetainMaxParts bounds the partitions whose round-1 histograms a
+// selection keeps (512 KiB each, 32 MiB at most): beyond it, the per-
+// partition counts of the answer's key come from CountEqual instead, which
+// costs the partitions one more pass over their values.
+const selRetainMaxParts = 64
+
 // selector runs the rounds of one selection, merging the partitions'
-// histograms into one buffer in partition order. Round 1's per-partition
-// histograms are kept (HistBuckets×8 B each), so the per-partition count of
-// the answer's key needs no further pass over the values.
+// histograms into one buffer in partition order.
 type selector struct {
-	parts []Partition
-	hist  []uint64   // merged histogram of the last round
-	per   [][]uint64 // per-partition histograms of the last round
+	parts   []Partition
+	hist    []uint64   // merged histogram of the last round
+	scratch []uint64   // one partition's answer, when per is nil
+	per     [][]uint64 // per-partition answers of the last round, or nil
 }
 
 func newSelector(parts []Partition) *selector {
-	s := &selector{parts: parts, hist: make([]uint64, HistBuckets), per: make([][]uint64, len(parts))}
+	s := &selector{parts: parts, hist: make([]uint64, HistBuckets)}
+	if len(parts) > selRetainMaxParts {
+		s.scratch = make([]uint64, HistBuckets)
+		return s
+	}
+	s.per = make([][]uint64, len(parts))
 	for i := range s.per {
 		s.per[i] = make([]uint64, HistBuckets)
 	}
 	return s
 }
 
-// merge fills s.per and s.hist with every partition's answer to q and
-// their sum, and returns the total count.
+// merge fills s.hist with the sum of every partition's answer to q and
+// returns the total count.
 func (s *selector) merge(q HistQuery) (uint64, error) {
 	clear(s.hist)
 	for pi, p := range s.parts {
-		if err := p.Histogram(q, s.per[pi]); err != nil {
+		buf := s.scratch
+		if s.per != nil {
+			buf = s.per[pi]
+		}
+		if err := p.Histogram(q, buf); err != nil {
 			return 0, fmt.Errorf("partition %d: %w", pi, err)
 		}
-		for b, c := range s.per[pi] {
+		for b, c := range buf {
 			s.hist[b] += c
 		}
 	}
@@ -135,10 +149,21 @@ func (s *selector) kth(k, n uint64) (Selection, error) {
 	lo, before1 := pickBucket64(s.hist, k-before)
 	sel := Selection{Key: hi<<16 | lo, Below: before + before1, Equal: s.hist[lo]}
 	sel.Value = math.Float32frombits(sel.Key)
-	sel.EqualPer = make([]uint64, len(s.parts))
-	for pi, h := range s.per {
-		sel.EqualPer[pi] = h[lo]
+	if s.per != nil {
+		sel.EqualPer = make([]uint64, len(s.parts))
+		for pi, h := range s.per {
+			sel.EqualPer[pi] = h[lo]
+		}
+		return sel, nil
 	}
+	per, eq, err := s.countEqual(sel.Key)
+	if err != nil {
+		return Selection{}, err
+	}
+	if eq != sel.Equal {
+		return Selection{}, fmt.Errorf("prune: partitions changed between rounds (key %#x: %d then %d)", sel.Key, sel.Equal, eq)
+	}
+	sel.EqualPer = per
 	return sel, nil
 }
 

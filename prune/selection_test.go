@@ -379,3 +379,58 @@ func TestKeepLargestErrors(t *testing.T) {
 		t.Error("missing boundary values not reported")
 	}
 }
+
+func TestSelectionWithManyPartitions(t *testing.T) {
+	// Past selRetainMaxParts the per-partition counts come from CountEqual;
+	// results must be the same as with few partitions.
+	r := rand.New(rand.NewPCG(17, 18))
+	vals := maskScoreKinds["few-levels"](r, 5000)
+	n := len(vals)
+	per := n / (selRetainMaxParts + 36)
+	var sp []SlicePartition
+	for lo := 0; lo < n; lo += per {
+		v := vals[lo:min(lo+per, n)]
+		sp = append(sp, SlicePartition{Values: [][]float32{v}, Shapes: [][2]int{{1, len(v)}}})
+	}
+	if len(sp) <= selRetainMaxParts {
+		t.Fatalf("only %d partitions", len(sp))
+	}
+	for _, k := range []uint64{1, uint64(n) / 3, uint64(n)} {
+		key, below, equal := selRefKth(vals, k)
+		sel, err := SelectKth(selAsParts(sp), k)
+		if err != nil || sel.Key != key || sel.Below != below || sel.Equal != equal || len(sel.EqualPer) != len(sp) {
+			t.Fatalf("k=%d: %+v %v", k, sel, err)
+		}
+	}
+	keep := n / 2
+	a, err := KeepLargest(selAsParts(sp), uint64(keep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []bool
+	for p := range sp {
+		masks, err := sp[p].MaskWith(a, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := 0; k < masks[0].In; k++ {
+			got = append(got, masks[0].Keep(0, k))
+		}
+	}
+	if !slices.Equal(got, selRefKeep(vals, keep)) {
+		t.Fatal("many-partition allocation differs from the reference")
+	}
+	parts := selAsParts(sp)
+	parts[3] = selMiscount{sp[3]}
+	if _, err := SelectKth(parts, uint64(n)/2); err == nil || !strings.Contains(err.Error(), "changed") {
+		t.Fatalf("miscounting partition: %v", err)
+	}
+}
+
+// selMiscount answers CountEqual inconsistently with its histograms.
+type selMiscount struct{ SlicePartition }
+
+func (f selMiscount) CountEqual(key uint32) (uint64, error) {
+	n, err := f.SlicePartition.CountEqual(key)
+	return n + 1, err
+}

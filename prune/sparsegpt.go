@@ -56,7 +56,7 @@ type SparseGPTConfig struct {
 
 // SGPTResult is the outcome of SparseGPT on one matrix.
 type SGPTResult struct {
-	Keep   []bool  // out×in row-major; false = pruned (the weight is exactly 0)
+	Keep   []bool  // out×in row-major; false = pruned (weight exactly 0); dead inputs may be kept at 0
 	Pruned int     // number of false entries of Keep
 	Loss   float64 // Σ over pruned weights of w²/(2·Hinv_jj²), the reference's "error"
 }
@@ -75,8 +75,8 @@ const (
 	sgptDefaultDamp  = 0.01
 )
 
-// NewSGPTInverse dampens a copy of h and factors it (h is not modified).
-// percDamp ≤ 0 selects 0.01.
+// NewSGPTInverse dampens a copy of h and factors it (h is not modified; the
+// copy, N² float64, becomes U). percDamp ≤ 0 selects 0.01.
 func NewSGPTInverse(h *Hessian, percDamp float64) (*SGPTInverse, error) {
 	n := h.N
 	if n <= 0 || len(h.H) != n*n {
@@ -84,6 +84,11 @@ func NewSGPTInverse(h *Hessian, percDamp float64) (*SGPTInverse, error) {
 	}
 	if !(percDamp > 0) {
 		percDamp = sgptDefaultDamp
+	}
+	for i, v := range h.H {
+		if math.IsInf(v, 0) || v != v {
+			return nil, fmt.Errorf("prune: sparsegpt: Hessian entry (%d,%d) = %v", i/n, i%n, v)
+		}
 	}
 	u := slices.Clone(h.H)
 	dead := make([]bool, n)
@@ -107,7 +112,9 @@ func NewSGPTInverse(h *Hessian, percDamp float64) (*SGPTInverse, error) {
 }
 
 // SparseGPT prunes the out×in row-major w in place with the Hessian of its
-// inputs: pruned weights become 0 and the others take the OBS updates.
+// inputs: pruned weights become 0 and the others take the OBS updates. h is
+// not modified. The work runs in float64 on all available CPUs; the result
+// does not depend on their number.
 func SparseGPT(w []float32, out, in int, h *Hessian, cfg SparseGPTConfig) (*SGPTResult, error) {
 	if h == nil || h.N != in {
 		return nil, fmt.Errorf("prune: sparsegpt: Hessian size does not match %d inputs", in)

@@ -150,6 +150,8 @@ func TestSparseGPTRejectsBadArguments(t *testing.T) {
 	h := NewHessian(8)
 	h.Add(make([]float32, 8), 1, 8, 1)
 	w := make([]float32, 16)
+	hNaN := NewHessian(8)
+	hNaN.H[9] = math.NaN()
 	for name, c := range map[string]struct {
 		w   []float32
 		out int
@@ -163,6 +165,7 @@ func TestSparseGPTRejectsBadArguments(t *testing.T) {
 		"N = 0":        {w, 2, h, SparseGPTConfig{N: 0, M: 4}},
 		"shape":        {w, 3, h, SparseGPTConfig{}},
 		"hessian":      {w, 2, NewHessian(4), SparseGPTConfig{}},
+		"NaN hessian":  {w, 2, hNaN, SparseGPTConfig{}},
 		"NaN weight":   {append([]float32{float32(math.NaN())}, w[1:]...), 2, h, SparseGPTConfig{}},
 	} {
 		if _, err := SparseGPT(slices.Clone(c.w), c.out, 8, c.h, c.cfg); err == nil {

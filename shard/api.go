@@ -35,6 +35,8 @@ type API interface {
 	CountEqual(ctx context.Context, key uint32) (uint64, error)
 	ApplyTau(ctx context.Context, k int, tau float32) error
 	Checkpoint(ctx context.Context) (Ref, error)
+	// Restore loads a checkpoint; an empty Ref (Key "") resets the shard to
+	// its state before step 1.
 	Restore(ctx context.Context, ref Ref) error
 	GammaPart(ctx context.Context) (Ref, error)
 }
@@ -87,8 +89,12 @@ func (l *Local) Checkpoint(ctx context.Context) (Ref, error) {
 	return putImage(ctx, l.Blobs, img)
 }
 
-// Restore loads a stored state.
+// Restore loads a stored state; an empty ref resets the shard to its
+// state before step 1.
 func (l *Local) Restore(ctx context.Context, ref Ref) error {
+	if ref.Key == "" {
+		return l.W.Reset()
+	}
 	img, err := l.Blobs.Get(ctx, ref.Key)
 	if err != nil {
 		return err

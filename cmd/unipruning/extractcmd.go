@@ -36,9 +36,6 @@ func (f *extractFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.allocation, "allocation", extract.Uniform, "unstructured allocation: uniform (each matrix at the target, as the released code) or global (one ranking over all matrices)")
 	fl.BoolVar(&f.byRow, "by-row", false, "uniform allocation: rank within each output row")
 	fl.Float64Var(&f.maxSparsity, "max-layer-sparsity", 0, "global allocation: cap on any matrix's sparsity (guards against layer collapse; 0 = none)")
-	fl.StringVar(&f.out, "out", "", "output directory; one subdirectory per target: sparsity-0.60, pattern-2of4 (required)")
-	fl.BoolVar(&f.force, "force", false, "replace an existing output directory")
-	fl.BoolVar(&f.json, "json", false, "print the reports as a JSON array on stdout")
 	f.evals.register(cmd)
 }
 
@@ -61,6 +58,9 @@ model in the input's layout, masks.safetensors and report.json.`,
 	cmd.Flags().StringVar(&f.run, "run", "", "search run directory holding gamma.json (required)")
 	cmd.Flags().StringVar(&f.model, "model", "", "the model the search ran on (default: the path recorded in the run)")
 	cmd.Flags().StringVar(&f.tokenizer, "tokenizer", "", "tokenizer (default: the run's)")
+	cmd.Flags().StringVar(&f.out, "out", "", "output directory; one subdirectory per target: sparsity-0.60, pattern-2of4 (required)")
+	cmd.Flags().BoolVar(&f.force, "force", false, "replace an existing output directory")
+	cmd.Flags().BoolVar(&f.json, "json", false, "print the reports as a JSON array on stdout")
 	f.register(cmd)
 	return cmd
 }

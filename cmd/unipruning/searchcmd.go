@@ -154,7 +154,7 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 		return nil, err
 	}
 	man.Seconds = time.Since(start).Seconds()
-	if err := writeGamma(ctx, f.out, man, shards, blobs); err != nil {
+	if err := writeGamma(ctx, f.out, man, parts, blobs); err != nil {
 		return nil, err
 	}
 	if f.json {
@@ -190,16 +190,7 @@ func localShards(spec shard.Spec, parts []nn.Part, blobs shard.BlobStore) ([]sha
 // manifest (parts are filled in by writeGamma).
 func driveSearch(ctx context.Context, spec shard.Spec, shards []shard.API, ledger coordinator.Ledger, blobs shard.BlobStore, ck *model.Checkpoint, out string) (*gammastore.Manifest, error) {
 	bar := newProgress(spec.Steps, "search "+spec.Mode)
-	d := &coordinator.Driver{Spec: spec, Shards: shards, Ledger: ledger, OnStep: func(s coordinator.StepInfo) {
-		extra := fmt.Sprintf("loss %.4f", s.Loss)
-		if !math.IsNaN(s.Tau) {
-			extra += fmt.Sprintf(" τ %.4g", s.Tau)
-		}
-		if s.GradNorm > 0 {
-			extra += fmt.Sprintf(" ‖g‖ %.3g", s.GradNorm)
-		}
-		bar.Set(s.Step, extra)
-	}}
+	d := &coordinator.Driver{Spec: spec, Shards: shards, Ledger: ledger, OnStep: stepPrinter(bar)}
 	refs, err := d.Run(ctx)
 	bar.Done()
 	if err != nil {
@@ -208,18 +199,36 @@ func driveSearch(ctx context.Context, spec shard.Spec, shards []shard.API, ledge
 	if d.Resumed > 0 {
 		logf("resumed from the checkpoint of step %d", d.Resumed)
 	}
+	return gammaManifest(spec, ck, ledger.Steps(), refs, d.Resumed)
+}
+
+// stepPrinter reports search steps on a progress bar.
+func stepPrinter(bar *progress) func(coordinator.StepInfo) {
+	return func(s coordinator.StepInfo) {
+		extra := fmt.Sprintf("loss %.4f", s.Loss)
+		if !math.IsNaN(s.Tau) {
+			extra += fmt.Sprintf(" τ %.4g", s.Tau)
+		}
+		if s.GradNorm > 0 {
+			extra += fmt.Sprintf(" ‖g‖ %.3g", s.GradNorm)
+		}
+		bar.Set(s.Step, extra)
+	}
+}
+
+// gammaManifest describes a finished search for its Γ store.
+func gammaManifest(spec shard.Spec, ck *model.Checkpoint, steps map[int]coordinator.StepFacts, refs []shard.Ref, resumed int) (*gammastore.Manifest, error) {
 	fp, err := gammastore.Fingerprint(ck)
 	if err != nil {
 		return nil, err
 	}
 	specJSON, _ := json.Marshal(spec)
-	man := &gammastore.Manifest{Spec: specJSON, SpecHash: spec.Hash(), Resumed: d.Resumed,
+	man := &gammastore.Manifest{Spec: specJSON, SpecHash: spec.Hash(), Resumed: resumed,
 		Model:   gammastore.ModelID{Path: spec.Model, Format: string(ck.Format), Config: ck.Config, Fingerprint: fp},
 		Machine: report.ThisMachine(nn.ActiveKernel())}
 	if tok, err := ck.LoadTokenizer(); err == nil {
 		_, man.Calibration, _ = eval.CalibWindows(spec.CalibFormat, spec.CalibPath, tok, spec.Steps, spec.Seqlen, spec.Seed)
 	}
-	steps := ledger.Steps()
 	for k := 1; k <= spec.Steps; k++ {
 		f := steps[k]
 		man.Steps = append(man.Steps, gammastore.StepRecord{Step: k, LR: f.LR, Loss: f.Loss, GradNorm: f.GradNorm, Tau: f.Tau})
@@ -232,16 +241,16 @@ func driveSearch(ctx context.Context, spec shard.Spec, shards []shard.API, ledge
 }
 
 // writeGamma fetches every shard's Γ part and writes the Γ store.
-func writeGamma(ctx context.Context, out string, man *gammastore.Manifest, shards []shard.API, blobs shard.BlobStore) error {
-	images := make([][]byte, len(shards))
-	ranges := make([][2]int, len(shards))
-	for i, s := range shards {
+func writeGamma(ctx context.Context, out string, man *gammastore.Manifest, parts []nn.Part, blobs shard.BlobStore) error {
+	images := make([][]byte, len(parts))
+	ranges := make([][2]int, len(parts))
+	for i, p := range parts {
 		img, err := blobs.Get(ctx, man.Parts[i].File)
 		if err != nil {
 			return err
 		}
 		images[i] = img
-		ranges[i] = [2]int{s.Part().From, s.Part().To}
+		ranges[i] = [2]int{p.From, p.To}
 	}
 	return gammastore.Write(out, man, images, ranges)
 }

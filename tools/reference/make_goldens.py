@@ -15,14 +15,18 @@ Writes testdata/reference/stories260k_golden.json:
 
   cd <repo root> && /usr/bin/python3 tools/reference/make_goldens.py
 Options: --data DIR (default $UNIPRUNING_DATA, else /work/shared/data),
-         --out FILE (default testdata/reference/stories260k_golden.json).
+         --out FILE (default testdata/reference/stories260k_golden.json),
+         --threads N (torch threads, default 1: on the shared 2-core machine,
+         with other jobs running, 2 threads were up to 10x slower in wall
+         time because the OpenMP threads wait on each other).
 """
 
 import os
 
-# One BLAS thread: torch's own 2 OpenMP threads plus OpenBLAS's pthreads
+# One BLAS thread: torch's own OpenMP threads plus OpenBLAS's pthreads
 # oversubscribe the 2 shared cores (measured 2x slower).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
@@ -235,8 +239,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=os.environ.get("UNIPRUNING_DATA", "/work/shared/data"))
     ap.add_argument("--out", default=os.path.join(REPO, "testdata", "reference", "stories260k_golden.json"))
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     t_start = time.time()
     timings = {}
     D = lambda rel: os.path.join(args.data, rel)  # noqa: E731

@@ -1,0 +1,410 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/unipruning/unipruning/consensus"
+	"github.com/unipruning/unipruning/coordinator"
+	"github.com/unipruning/unipruning/model"
+	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/transport"
+)
+
+// natsFlags are the NATS connection options shared by the cluster roles.
+type natsFlags struct {
+	url, token, nkey, creds string
+	cert, key, ca           string
+	cluster                 string
+	blobs                   string
+}
+
+func (f *natsFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.url, "nats", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated")
+	fl.StringVar(&f.token, "nats-token", "", "NATS authentication token")
+	fl.StringVar(&f.nkey, "nats-nkey", "", "file holding a NATS user nkey seed")
+	fl.StringVar(&f.creds, "nats-creds", "", "NATS .creds file")
+	fl.StringVar(&f.cert, "nats-cert", "", "client TLS certificate for NATS")
+	fl.StringVar(&f.key, "nats-key", "", "client TLS key for NATS")
+	fl.StringVar(&f.ca, "nats-ca", "", "CA bundle that signs the NATS server certificate")
+	fl.StringVar(&f.cluster, "cluster", "default", "cluster name: namespaces every NATS subject, so several jobs can share a server")
+	fl.StringVar(&f.blobs, "blobs", "jetstream", "checkpoint/Γ blob store: jetstream (NATS Object Store bucket per cluster) or fs:DIR (a directory every process sees)")
+}
+
+func (f *natsFlags) connect(name string, log *slog.Logger) (*transport.Conn, transport.Subjects, error) {
+	opts := transport.Options{URL: f.url, Name: name, Token: f.token, NKeySeedFile: f.nkey, CredsFile: f.creds, Logger: log}
+	if f.cert != "" || f.ca != "" {
+		opts.TLS = &transport.TLSFiles{CertFile: f.cert, KeyFile: f.key, CAFile: f.ca}
+	}
+	conn, err := transport.Connect(opts)
+	if err != nil {
+		return nil, transport.Subjects{}, err
+	}
+	subj := transport.Subjects{Job: f.cluster}
+	if _, err := subj.Coordinator(); err != nil {
+		conn.Close()
+		return nil, subj, fmt.Errorf("--cluster: %w", err)
+	}
+	return conn, subj, nil
+}
+
+func (f *natsFlags) blobStore(ctx context.Context, conn *transport.Conn) (shard.BlobStore, error) {
+	if dir, ok := strings.CutPrefix(f.blobs, "fs:"); ok {
+		return transport.NewFSBlobStore(dir)
+	}
+	if f.blobs != "jetstream" {
+		return nil, fmt.Errorf("--blobs %q: want jetstream or fs:DIR", f.blobs)
+	}
+	return transport.NewObjectBlobStore(ctx, conn, "unipruning-"+f.cluster)
+}
+
+func newLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// signalContext ends on SIGINT/SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// serveMetrics exposes reg on addr's /metrics ("" = off).
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) {
+	if addr == "" {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	go func() {
+		if err := http.ListenAndServe(addr, mux); err != nil {
+			log.Error("metrics endpoint stopped", "addr", addr, "err", err)
+		}
+	}()
+}
+
+func natsCmd() *cobra.Command {
+	var cfg transport.ServerConfig
+	var cert, key, ca, nkeys string
+	cmd := &cobra.Command{
+		Use:   "nats",
+		Short: "Run a NATS server (embedded nats-server, JetStream on) for a cluster",
+		Long: `Runs the message bus of a cluster: control RPCs, activation streams, heartbeats and the
+JetStream Object Store that holds checkpoints. Any NATS 2.10+ server works as well; this is
+the same server the one-process mode embeds.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log := newLogger()
+			cfg.Logger = log
+			if cert != "" {
+				cfg.TLS = &transport.TLSFiles{CertFile: cert, KeyFile: key, CAFile: ca}
+			}
+			if nkeys != "" {
+				cfg.NKeys = strings.Split(nkeys, ",")
+			}
+			srv, err := transport.StartServer(cfg)
+			if err != nil {
+				return err
+			}
+			log.Info("nats serving", "url", srv.ClientURL(), "jetstream", cfg.JetStream)
+			ctx, cancel := signalContext()
+			defer cancel()
+			<-ctx.Done()
+			srv.Shutdown()
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.Host, "host", "127.0.0.1", "listen address (0.0.0.0 for all interfaces)")
+	fl.IntVar(&cfg.Port, "port", 4222, "client port (-1: a random free port)")
+	fl.BoolVar(&cfg.JetStream, "jetstream", true, "enable JetStream (the Object Store for checkpoints)")
+	fl.StringVar(&cfg.StoreDir, "store", "nats-data", "JetStream storage directory")
+	fl.StringVar(&cfg.Token, "token", "", "require this client token")
+	fl.StringVar(&nkeys, "nkeys", "", "comma-separated public user nkeys allowed to connect")
+	fl.StringVar(&cert, "tls-cert", "", "server TLS certificate (enables TLS)")
+	fl.StringVar(&key, "tls-key", "", "server TLS key")
+	fl.StringVar(&ca, "tls-ca", "", "CA for client certificates (mutual TLS)")
+	fl.StringVar(&cfg.Name, "name", "unipruning-nats", "server name")
+	return cmd
+}
+
+func shardCmd() *cobra.Command {
+	var nf natsFlags
+	var id, metrics string
+	var standby bool
+	var codec string
+	cmd := &cobra.Command{
+		Use:   "shard",
+		Short: "Run a shard: registers with the coordinator, owns the layers it is assigned, runs their steps",
+		Long: `A shard process joins a cluster over NATS, registers with the coordinator leader and sends
+heartbeats. When assigned a range of decoder layers (under an epoch) it loads only those
+tensors, runs their forward/backward, metric, AdamW and mirror-descent updates, answers the
+threshold histogram queries and writes checkpoints to the blob store. Calls from an older
+epoch are refused (fencing). --standby holds it in reserve to replace a failed shard.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if id == "" {
+				return fmt.Errorf("--id is required")
+			}
+			log := newLogger()
+			ctx, cancel := signalContext()
+			defer cancel()
+			conn, subj, err := nf.connect("shard-"+id, log)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			blobs, err := nf.blobStore(ctx, conn)
+			if err != nil {
+				return err
+			}
+			c, err := transport.ParseCodec(codec)
+			if err != nil {
+				return err
+			}
+			srv, err := shard.Serve(ctx, conn, subj, id, shard.ServeOptions{Blobs: blobs, Logger: log,
+				StreamConfig: transport.StreamConfig{Codec: c}})
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			reg := prometheus.NewRegistry()
+			serveMetrics(metrics, reg, log)
+			host, _ := os.Hostname()
+			if _, err := shard.RegisterWith(ctx, conn, subj, shard.RegisterRequest{ID: id, Addr: fmt.Sprintf("%s/%d", host, os.Getpid()), Standby: standby}); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return nil
+		},
+	}
+	nf.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&id, "id", "", "shard id, unique in the cluster (required)")
+	fl.BoolVar(&standby, "standby", false, "register as a standby (takes over a failed shard's layers)")
+	fl.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this address, e.g. :9101")
+	fl.StringVar(&codec, "codec", "none", "activation stream compression: none, zstd or s2")
+	return cmd
+}
+
+type coordFlags struct {
+	nats                            natsFlags
+	id, bind, advertise, dir, peers string
+	bootstrap                       bool
+	job, out, metrics               string
+	tlsCert, tlsKey, tlsCA          string
+	hbTimeout                       time.Duration
+}
+
+func coordinatorCmd() *cobra.Command {
+	var f coordFlags
+	cmd := &cobra.Command{
+		Use:   "coordinator",
+		Short: "Run a coordinator replica (Raft): the leader drives the search, the others take over on failure",
+		Long: `A coordinator replica keeps the job's small facts in Raft (job spec, layer assignment and
+epoch, per-step thresholds and gradient norms, checkpoint manifests, status). The leader
+plans the layers over the registered shards, runs the step loop over NATS, reduces the
+gradient norm and selects the exact model-wide threshold, records checkpoints, and on a
+shard loss bumps the epoch, reassigns, rolls every shard back to the newest common
+checkpoint and replays. When the leader dies another replica takes over the same way.
+The leader that finishes writes the Γ store into --out.`,
+		Example: `  unipruning coordinator --id c1 --raft-bind 127.0.0.1:7001 --raft-dir data/c1 \
+      --peers c1=127.0.0.1:7001,c2=127.0.0.1:7002,c3=127.0.0.1:7003 --bootstrap \
+      --job configs/job-stories260k.json --out runs/cluster --nats nats://127.0.0.1:4222`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runCoordinator(f) },
+	}
+	f.nats.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&f.id, "id", "", "replica id (required)")
+	fl.StringVar(&f.bind, "raft-bind", "127.0.0.1:7001", "Raft listen address")
+	fl.StringVar(&f.advertise, "raft-advertise", "", "Raft address peers dial (default: --raft-bind)")
+	fl.StringVar(&f.dir, "raft-dir", "", "Raft data directory (log, snapshots) (required)")
+	fl.StringVar(&f.peers, "peers", "", "initial replicas id=host:port,... (with --bootstrap)")
+	fl.BoolVar(&f.bootstrap, "bootstrap", false, "form the cluster from --peers if the data directory is empty (safe to pass on every start)")
+	fl.StringVar(&f.tlsCert, "raft-tls-cert", "", "TLS certificate for Raft (mutual TLS between replicas)")
+	fl.StringVar(&f.tlsKey, "raft-tls-key", "", "TLS key for Raft")
+	fl.StringVar(&f.tlsCA, "raft-tls-ca", "", "CA that signs every replica's certificate")
+	fl.StringVar(&f.job, "job", "", "job JSON to submit if the cluster has none (see configs/)")
+	fl.StringVar(&f.out, "out", "", "run directory for the Γ store (written by the leader that finishes) (required)")
+	fl.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on this address, e.g. :9100")
+	fl.DurationVar(&f.hbTimeout, "heartbeat-timeout", 2*time.Second, "a shard silent this long is declared lost")
+	return cmd
+}
+
+func raftTLS(cert, key, ca string) (*tls.Config, error) {
+	if cert == "" && key == "" && ca == "" {
+		return nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("raft TLS: %w", err)
+	}
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		return nil, fmt.Errorf("raft TLS CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("raft TLS CA %s holds no certificate", ca)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, ClientCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+func parsePeers(s string) ([]consensus.Peer, error) {
+	var ps []consensus.Peer
+	for _, p := range splitList(s) {
+		id, addr, ok := strings.Cut(p, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("--peers entry %q: want id=host:port", p)
+		}
+		ps = append(ps, consensus.Peer{ID: id, Addr: addr})
+	}
+	return ps, nil
+}
+
+func runCoordinator(f coordFlags) error {
+	if f.id == "" || f.dir == "" || f.out == "" {
+		return fmt.Errorf("--id, --raft-dir and --out are required")
+	}
+	var job *coordinator.Job
+	if f.job != "" {
+		b, err := os.ReadFile(f.job)
+		if err != nil {
+			return err
+		}
+		if job, err = coordinator.ParseJob(b); err != nil {
+			return err
+		}
+	}
+	peers, err := parsePeers(f.peers)
+	if err != nil {
+		return err
+	}
+	tcfg, err := raftTLS(f.tlsCert, f.tlsKey, f.tlsCA)
+	if err != nil {
+		return err
+	}
+	log := newLogger().With("replica", f.id)
+	ctx, cancel := signalContext()
+	defer cancel()
+	node, err := consensus.Open(consensus.Config{NodeID: f.id, BindAddr: f.bind, AdvertiseAddr: f.advertise,
+		DataDir: f.dir, Bootstrap: f.bootstrap, Peers: peers, TLS: tcfg, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer node.Shutdown()
+	conn, subj, err := f.nats.connect("coordinator-"+f.id, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	blobs, err := f.nats.blobStore(ctx, conn)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	serveMetrics(f.metrics, reg, log)
+	n := coordinator.NewNode(coordinator.NodeConfig{ID: f.id, Raft: node, Conn: conn, Subj: subj, Blobs: blobs,
+		Job: job, Finish: gammaWriter(f.out, blobs), HeartbeatTimeout: f.hbTimeout, Log: log,
+		Metrics: coordinator.NewMetrics(reg),
+		OnStep: func(s coordinator.StepInfo) {
+			log.Info("step", "k", s.Step, "of", s.Steps, "loss", fmt.Sprintf("%.4f", s.Loss), "tau", s.Tau, "seconds", fmt.Sprintf("%.3f", s.Seconds))
+		}})
+	if err := n.Run(ctx); err != nil && ctx.Err() == nil {
+		return err
+	}
+	log.Info("coordinator done", "status", node.State().Status)
+	return nil
+}
+
+// gammaWriter returns the coordinator's Finish: write the Γ store to out.
+func gammaWriter(out string, blobs shard.BlobStore) func(ctx context.Context, spec shard.Spec, refs []shard.Ref, parts []nn.Part, steps map[int]coordinator.StepFacts) error {
+	return func(ctx context.Context, spec shard.Spec, refs []shard.Ref, parts []nn.Part, steps map[int]coordinator.StepFacts) error {
+		ck, err := model.Open(spec.Model, spec.Tokenizer)
+		if err != nil {
+			return err
+		}
+		defer ck.Close()
+		man, err := gammaManifest(spec, ck, steps, refs, 0)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			return err
+		}
+		if err := writeJSONFile(filepath.Join(out, "spec.json"), spec); err != nil {
+			return err
+		}
+		return writeGamma(ctx, out, man, parts, blobs)
+	}
+}
+
+func statusCmd() *cobra.Command {
+	var nf natsFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a cluster's job: step, leader, epoch, shards and their layers, step time",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conn, subj, err := nf.connect("status", newLogger())
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			s, err := coordinator.StatusSubject(subj)
+			if err != nil {
+				return err
+			}
+			var st coordinator.Status
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := transport.CallJSON(ctx, conn, s, coordinator.StatusRequest{}, &st, transport.CallOptions{Timeout: 3 * time.Second}); err != nil {
+				return fmt.Errorf("no coordinator answered on %s: %w", s, err)
+			}
+			if asJSON {
+				return printJSON(st)
+			}
+			printStatus(st)
+			return nil
+		},
+	}
+	nf.register(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	return cmd
+}
+
+func printStatus(st coordinator.Status) {
+	fmt.Printf("job %s: %s", st.Job, st.State)
+	if st.Error != "" {
+		fmt.Printf(" (%s)", st.Error)
+	}
+	fmt.Printf("\nstep %d/%d, epoch %d, last step %.3fs, rollbacks %d\nleader %s (%s), answered by %s\n",
+		st.Step, st.Steps, st.Epoch, st.LastStepSeconds, st.Rollbacks, st.Leader, st.LeaderAddr, st.Coordinator)
+	if st.LastStepSeconds > 0 {
+		fmt.Printf("throughput %.2f steps/s\n", 1/st.LastStepSeconds)
+	}
+	for _, s := range st.Shards {
+		alive := "alive"
+		if !s.Alive {
+			alive = "LOST"
+		}
+		fmt.Printf("  shard %-12s %-6s layers %-8s standby=%v\n", s.ID, alive, s.Layers, s.Standby)
+	}
+}
+
+// quietLogger keeps the one-process mode's console to warnings.
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/unipruning/unipruning/consensus"
+	"github.com/unipruning/unipruning/coordinator"
+	"github.com/unipruning/unipruning/internal/shareddata"
+	"github.com/unipruning/unipruning/report"
+	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/transport"
+)
+
+type runFlags struct {
+	search  searchFlags
+	extract extractFlags
+	inproc  bool
+}
+
+func runCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Search + extract + evaluate in one go, in one process (embedded NATS, single-node Raft)",
+		Long: `Runs the whole UniPruning pipeline on one machine with the same code as a cluster: an
+embedded NATS server, a single-node Raft coordinator and --shards shard servers in this
+process. The search writes its Γ store to <out>/search; every --sparsity and --pattern
+target is extracted to <out>/pruned/<target> and evaluated; a summary table is printed.
+
+Without --model it uses the bundled defaults from ../shared/data: the stories260K model,
+TinyStories train text for calibration (lines, seqlen 256) and the held-out validation text
+for perplexity.`,
+		Example: `  unipruning run --out out/demo
+  unipruning run --model llama-2-7b-hf --calib c4-train.jsonl --eval-dataset wikitext2 \
+      --eval-text wiki.test.raw --shards 2 --sparsity 0.5,0.6 --pattern 2:4 --out out/llama7b`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := runAll(cmd.Context(), &f)
+			return err
+		},
+	}
+	f.search.register(cmd)
+	f.extract.register(cmd)
+	cmd.Flags().Lookup("sparsity").DefValue = "0.5,0.6,0.7,0.8"
+	f.extract.sparsities = "0.5,0.6,0.7,0.8"
+	cmd.Flags().Lookup("pattern").DefValue = "2:4"
+	f.extract.patterns = "2:4"
+	cmd.Flags().BoolVar(&f.inproc, "inproc", false, "drive the shards directly instead of over the embedded NATS/Raft (same results; for comparison)")
+	return cmd
+}
+
+// bundledDefaults fills model, calibration and evaluation from
+// ../shared/data when no model was given.
+func bundledDefaults(f *runFlags) error {
+	s := &f.search.spec
+	if s.Model != "" {
+		return nil
+	}
+	dir, err := shareddata.Dir()
+	if err != nil {
+		return fmt.Errorf("no --model given and the bundled data is missing: %w", err)
+	}
+	s.Model = filepath.Join(dir, "models/stories260K/stories260K.bin")
+	s.Tokenizer = filepath.Join(dir, "models/stories260K/tok512.bin")
+	s.CalibPath = filepath.Join(dir, "text/tinystories/TinyStories-train-head-944K.txt")
+	s.CalibFormat, s.Seqlen = "lines", 256
+	if len(f.extract.evals.texts) == 0 {
+		f.extract.evals.datasets = []string{"lines"}
+		f.extract.evals.texts = []string{filepath.Join(dir, "text/tinystories/TinyStories-validation-head-794K.txt")}
+	}
+	logf("using the bundled defaults: %s, calibration %s", s.Model, s.CalibPath)
+	return nil
+}
+
+func runAll(ctx context.Context, f *runFlags) ([]*report.Report, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := bundledDefaults(f); err != nil {
+		return nil, err
+	}
+	if f.search.out == "" {
+		return nil, fmt.Errorf("--out is required")
+	}
+	if _, err := f.extract.targets(); err != nil {
+		return nil, err
+	}
+	if err := f.extract.evals.validate(); err != nil {
+		return nil, err
+	}
+	root := f.search.out
+	if _, err := os.Stat(root); err == nil && !f.search.force && !f.search.resume {
+		return nil, fmt.Errorf("output %s exists (pass --force to replace it)", root)
+	}
+	if f.search.force {
+		if err := os.RemoveAll(root); err != nil {
+			return nil, err
+		}
+	}
+	sf := f.search
+	sf.out, sf.force = filepath.Join(root, "search"), false
+	start := time.Now()
+	var err error
+	if f.inproc {
+		_, err = runSearch(ctx, sf)
+	} else {
+		err = runEmbeddedCluster(ctx, sf)
+	}
+	if err != nil {
+		return nil, err
+	}
+	searchSecs := time.Since(start).Seconds()
+	ef := f.extract
+	ef.run, ef.out, ef.force = sf.out, filepath.Join(root, "pruned"), true
+	reps, err := runExtract(ef)
+	if err != nil {
+		return nil, err
+	}
+	printSummary(reps, searchSecs, time.Since(start).Seconds()-searchSecs)
+	return reps, writeJSONFile(filepath.Join(root, "summary.json"), reps)
+}
+
+// runEmbeddedCluster runs the search on an embedded NATS server with a
+// single-node Raft coordinator and in-process shard servers — the cluster
+// code, wired in one process.
+func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
+	spec, err := resolveSpec(sf.spec)
+	if err != nil {
+		return err
+	}
+	if err := prepareRunDir(&sf); err != nil {
+		return err
+	}
+	log := newLogger()
+	srv, err := transport.StartServer(transport.ServerConfig{Port: -1})
+	if err != nil {
+		return err
+	}
+	defer srv.Shutdown()
+	nf := natsFlags{url: srv.ClientURL(), cluster: "run", blobs: "fs:" + filepath.Join(sf.out, "checkpoints")}
+	conn, subj, err := nf.connect("coordinator", log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	blobs, err := nf.blobStore(ctx, conn)
+	if err != nil {
+		return err
+	}
+	node, err := consensus.Open(consensus.Config{NodeID: "c1", BindAddr: "127.0.0.1:0", DataDir: filepath.Join(sf.out, "raft"), Bootstrap: true, Logger: quietLogger()})
+	if err != nil {
+		return err
+	}
+	defer node.Shutdown()
+	stopShards, err := startShards(ctx, nf, sf.shards, log)
+	if err != nil {
+		return err
+	}
+	defer stopShards()
+	bar := newProgress(spec.Steps, "search "+spec.Mode)
+	job := &coordinator.Job{ID: "run-" + spec.Hash()[:12], Spec: spec, Shards: sf.shards}
+	n := coordinator.NewNode(coordinator.NodeConfig{ID: "c1", Raft: node, Conn: conn, Subj: subj, Blobs: blobs,
+		Job: job, Finish: gammaWriter(sf.out, blobs), Log: quietLogger(), OnStep: stepPrinter(bar)})
+	err = n.Run(ctx)
+	bar.Done()
+	return err
+}
+
+// resolveSpec fills the spec's defaults against the model.
+func resolveSpec(spec shard.Spec) (shard.Spec, error) {
+	l, err := openModel(spec.Model, spec.Tokenizer, false)
+	if err != nil {
+		return spec, err
+	}
+	defer l.ck.Close()
+	if spec.Seqlen == 0 {
+		spec.Seqlen = min(2048, l.ck.Config.MaxSeq)
+	}
+	spec.Defaults()
+	if spec.Seqlen > l.ck.Config.MaxSeq {
+		return spec, fmt.Errorf("--seqlen %d exceeds the model's context of %d tokens", spec.Seqlen, l.ck.Config.MaxSeq)
+	}
+	return spec, spec.Validate()
+}
+
+// startShards runs n shard servers in this process, each with its own
+// NATS connection, and registers them.
+func startShards(ctx context.Context, nf natsFlags, n int, log *slog.Logger) (func(), error) {
+	var stops []func()
+	stop := func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("s%d", i)
+		conn, subj, err := nf.connect("shard-"+id, quietLogger())
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		blobs, err := nf.blobStore(ctx, conn)
+		if err != nil {
+			conn.Close()
+			stop()
+			return nil, err
+		}
+		srv, err := shard.Serve(ctx, conn, subj, id, shard.ServeOptions{Blobs: blobs, Logger: quietLogger()})
+		if err != nil {
+			conn.Close()
+			stop()
+			return nil, err
+		}
+		stops = append(stops, func() { srv.Close(); conn.Close() })
+		go shard.Register(ctx, conn, subj, id, "in-process")
+	}
+	return stop, nil
+}
+
+func printSummary(reps []*report.Report, searchSecs, extractSecs float64) {
+	fmt.Printf("\n%-16s %-10s %10s\n", "target", "sparsity", "ppl")
+	if len(reps) > 0 {
+		for _, e := range reps[0].Evals {
+			if e.Model == "dense" {
+				fmt.Printf("%-16s %-10s %10.4f\n", "dense", "0", e.PPL)
+			}
+		}
+	}
+	for _, r := range reps {
+		name := r.Pattern
+		if name == "" && r.Sparsity != nil {
+			name = fmt.Sprintf("%.2f", *r.Sparsity)
+		}
+		for _, e := range r.Evals {
+			if e.Model == "pruned" {
+				fmt.Printf("%-16s %-10.4f %10.4f\n", name, r.Total, e.PPL)
+			}
+		}
+	}
+	fmt.Printf("search %.1fs, extract+eval %.1fs\n", searchSecs, extractSecs)
+}

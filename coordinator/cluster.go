@@ -1,0 +1,395 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/unipruning/unipruning/consensus"
+	"github.com/unipruning/unipruning/model"
+	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/transport"
+)
+
+// NodeConfig wires a coordinator replica.
+type NodeConfig struct {
+	ID    string
+	Raft  *consensus.Node
+	Conn  *transport.Conn
+	Subj  transport.Subjects
+	Blobs shard.BlobStore
+	// Job, when set, is submitted by whichever replica leads first and
+	// finds no job in the log (every replica may be given the same file).
+	Job *Job
+	// Finish writes the Γ store when the search completes (on the leader).
+	Finish           func(ctx context.Context, spec shard.Spec, refs []shard.Ref, parts []nn.Part, steps map[int]StepFacts) error
+	HeartbeatTimeout time.Duration
+	Calls            shard.CallOptions
+	OnStep           func(StepInfo)
+	Log              *slog.Logger
+	Metrics          *Metrics
+}
+
+// Node is one coordinator replica. Every replica runs Run; the Raft leader
+// drives the job, the others wait to take over.
+type Node struct {
+	cfg   NodeConfig
+	log   *slog.Logger
+	alive *liveness
+	mu    sync.Mutex
+	info  Status
+}
+
+// NewNode prepares a replica.
+func NewNode(cfg NodeConfig) *Node {
+	if cfg.HeartbeatTimeout == 0 {
+		cfg.HeartbeatTimeout = 2 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	return &Node{cfg: cfg, log: cfg.Log.With("coordinator", cfg.ID), alive: newLiveness()}
+}
+
+// Run serves until the job is done (nil) or ctx ends.
+func (n *Node) Run(ctx context.Context) error {
+	stopHB, err := transport.WatchHeartbeatEvents(n.cfg.Conn, mustSubject(n.cfg.Subj.Heartbeat()), n.cfg.HeartbeatTimeout, n.alive.onEvent)
+	if err != nil {
+		return err
+	}
+	defer stopHB()
+	stopStatus, err := n.serveStatus()
+	if err != nil {
+		return err
+	}
+	defer stopStatus()
+	lead, cancel := n.cfg.Raft.SubscribeLeader()
+	defer cancel()
+	for {
+		if n.cfg.Raft.State().Status == consensus.StatusDone {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case isLeader := <-lead:
+			if !isLeader {
+				continue
+			}
+			if err := n.leadWhileLeader(ctx, lead); err != nil {
+				return err
+			}
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func mustSubject(s string, err error) string {
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// leadWhileLeader runs the leader's work until it finishes the job or
+// leadership is lost (then it returns nil and Run waits again).
+func (n *Node) leadWhileLeader(ctx context.Context, lead <-chan bool) error {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case v := <-lead:
+				if !v {
+					n.log.Warn("lost leadership; stopping the step loop")
+					cancel()
+					return
+				}
+			case <-lctx.Done():
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	if err := n.cfg.Raft.Barrier(lctx); err != nil {
+		return nil
+	}
+	n.log.Info("leading", "barrier", time.Since(start).Round(time.Millisecond))
+	n.cfg.Metrics.Leader.Set(1)
+	defer n.cfg.Metrics.Leader.Set(0)
+	stop, err := n.serveRegister(lctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	err = n.lead(lctx)
+	if lctx.Err() != nil && ctx.Err() == nil {
+		return nil // leadership lost: another replica continues
+	}
+	return err
+}
+
+// lead submits the job if needed and runs attempts until done.
+func (n *Node) lead(ctx context.Context) error {
+	job, err := n.ensureJob(ctx)
+	if err != nil || job == nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		if n.cfg.Raft.State().Status == consensus.StatusDone {
+			return nil
+		}
+		err := n.attempt(ctx, job, attempt)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		n.cfg.Metrics.Recoveries.Inc()
+		n.log.Warn("attempt failed; recovering: new epoch, roll back to the newest common checkpoint, replay", "attempt", attempt, "err", err)
+		n.setStatus(ctx, consensus.StatusRecovering, err.Error())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// ensureJob returns the job in the log, submitting the configured one if
+// the log has none. Without either it waits for a submission.
+func (n *Node) ensureJob(ctx context.Context) (*Job, error) {
+	for {
+		st := n.cfg.Raft.State()
+		if st.Job != nil {
+			var j Job
+			if err := json.Unmarshal(st.Job.Spec, &j); err != nil {
+				return nil, fmt.Errorf("job in the log is unreadable: %w", err)
+			}
+			return &j, j.Validate()
+		}
+		if n.cfg.Job != nil {
+			b, _ := json.Marshal(n.cfg.Job)
+			cmd, err := consensus.NewSubmitJob("submit/"+n.cfg.Job.ID, consensus.JobSpec{ID: n.cfg.Job.ID, Version: 1, Spec: b})
+			if err != nil {
+				return nil, err
+			}
+			if _, err := n.cfg.Raft.Apply(ctx, cmd); err != nil {
+				return nil, fmt.Errorf("submitting the job: %w", err)
+			}
+			n.log.Info("job submitted", "job", n.cfg.Job.ID)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) setStatus(ctx context.Context, status, msg string) {
+	cmd, err := consensus.NewSetStatus(consensus.NewID(), status, msg)
+	if err == nil {
+		_, err = n.cfg.Raft.Apply(ctx, cmd)
+	}
+	if err != nil && ctx.Err() == nil {
+		n.log.Warn("could not record status", "status", status, "err", err)
+	}
+}
+
+// attempt assigns the layers under a new epoch and runs the step loop
+// from the newest common checkpoint.
+func (n *Node) attempt(ctx context.Context, job *Job, attempt int) error {
+	parts, err := planFor(job)
+	if err != nil {
+		return err
+	}
+	// Shards may hold state from an aborted attempt or a deposed leader's
+	// epoch: then every shard is restored (or reset) before replaying.
+	reset := attempt > 1 || n.cfg.Raft.State().Step > 0
+	ids, err := n.waitForShards(ctx, job.Shards)
+	if err != nil {
+		return err
+	}
+	epoch, err := n.assign(ctx, ids, parts)
+	if err != nil {
+		return err
+	}
+	n.log.Info("assignment committed", "epoch", epoch, "shards", ids, "attempt", attempt)
+	n.cfg.Metrics.Epoch.Set(float64(epoch))
+	remotes := make([]shard.API, len(parts))
+	for i, p := range parts {
+		remotes[i] = shard.NewRemote(n.cfg.Conn, n.cfg.Subj, ids[i], p, epoch, n.cfg.Calls)
+	}
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopWatch := n.alive.watch(ids, func(id string) {
+		n.log.Warn("shard lost (heartbeats stopped or it restarted): aborting the epoch", "shard", id, "epoch", epoch)
+		cancel()
+	})
+	defer stopWatch()
+	if err := n.loadShards(dctx, remotes, job, epoch); err != nil {
+		return err
+	}
+	n.setStatus(ctx, consensus.StatusRunning, "")
+	return n.drive(dctx, job, remotes, parts, epoch, reset)
+}
+
+func planFor(job *Job) ([]nn.Part, error) {
+	ck, err := model.Open(job.Spec.Model, job.Spec.Tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	return Plan(ck.Config, job.Shards)
+}
+
+// loadShards tells every shard its part under the epoch.
+func (n *Node) loadShards(ctx context.Context, remotes []shard.API, job *Job, epoch uint64) error {
+	d := &Driver{Shards: remotes}
+	return d.each(ctx, func(ctx context.Context, i int, s shard.API) error {
+		_, err := s.(*shard.Remote).Assign(ctx, job.Spec, i, len(remotes))
+		return err
+	})
+}
+
+// drive runs the step loop and, at the end, writes the Γ store.
+func (n *Node) drive(ctx context.Context, job *Job, remotes []shard.API, parts []nn.Part, epoch uint64, reset bool) error {
+	ledger := NewRaftLedger(n.cfg.Raft, epoch)
+	d := &Driver{Spec: job.Spec, Shards: remotes, Ledger: ledger, Reset: reset, OnStep: func(s StepInfo) {
+		n.cfg.Metrics.observe(s)
+		n.setInfo(func(st *Status) { st.Step, st.LastStepSeconds = s.Step, s.Seconds })
+		if n.cfg.OnStep != nil {
+			n.cfg.OnStep(s)
+		}
+	}}
+	refs, err := d.Run(ctx)
+	if err != nil {
+		return err
+	}
+	if d.Resumed > 0 {
+		n.log.Info("resumed", "from_step", d.Resumed, "epoch", epoch)
+	}
+	if n.cfg.Finish != nil {
+		if err := n.cfg.Finish(ctx, job.Spec, refs, parts, ledger.Steps()); err != nil {
+			return err
+		}
+	}
+	for i, r := range refs {
+		cmd, err := consensus.NewSetResult(fmt.Sprintf("gamma/%d", i), fmt.Sprintf("gamma/%d", i), r.Key)
+		if err == nil {
+			_, err = n.cfg.Raft.Apply(ctx, cmd)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	n.setStatus(ctx, consensus.StatusDone, "")
+	n.log.Info("job done", "job", job.ID, "epoch", epoch)
+	return nil
+}
+
+// assign keeps the previous assignment's shards where they are alive and
+// fills the other ranges with alive unassigned members, then commits the
+// assignment under the next epoch.
+func (n *Node) assign(ctx context.Context, ids []string, parts []nn.Part) (uint64, error) {
+	st := n.cfg.Raft.State()
+	epoch := st.Assignment.Epoch + 1
+	a := consensus.Assignment{Epoch: epoch}
+	for i, p := range parts {
+		a.Ranges = append(a.Ranges, consensus.Range{Shard: ids[i], From: p.From, To: p.To, Embed: p.Embed, Head: p.Head})
+	}
+	cmd, err := consensus.NewAssign(fmt.Sprintf("assign/e%d", epoch), a)
+	if err != nil {
+		return 0, err
+	}
+	_, err = n.cfg.Raft.Apply(ctx, cmd)
+	return epoch, err
+}
+
+// waitForShards returns k alive registered shard IDs, preferring those of
+// the previous assignment in their old positions.
+func (n *Node) waitForShards(ctx context.Context, k int) ([]string, error) {
+	logged := false
+	for {
+		st := n.cfg.Raft.State()
+		if ids, ok := n.pick(st, k); ok {
+			return ids, nil
+		}
+		if !logged {
+			n.log.Info("waiting for shards to register and send heartbeats", "need", k)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) pick(st consensus.State, k int) ([]string, bool) {
+	ids := make([]string, k)
+	used := map[string]bool{}
+	prev := st.AssignedShards()
+	for i := 0; i < k && i < len(prev); i++ {
+		if _, reg := st.Members[prev[i]]; reg && n.alive.isAlive(prev[i]) {
+			ids[i], used[prev[i]] = prev[i], true
+		}
+	}
+	var spare []string
+	for id := range st.Members {
+		if !used[id] && n.alive.isAlive(id) {
+			spare = append(spare, id)
+		}
+	}
+	sort.Strings(spare)
+	for i := range ids {
+		if ids[i] != "" {
+			continue
+		}
+		if len(spare) == 0 {
+			return nil, false
+		}
+		ids[i], spare = spare[0], spare[1:]
+	}
+	return ids, true
+}
+
+// serveRegister answers shard registrations (leader only): requests are
+// shard.CoordinatorRequest envelopes with method "register".
+func (n *Node) serveRegister(ctx context.Context) (func(), error) {
+	subj := mustSubject(n.cfg.Subj.Coordinator())
+	return transport.HandleJSON(n.cfg.Conn, subj, "", func(ctx context.Context, req shard.CoordinatorRequest) (shard.RegisterResponse, error) {
+		if req.Method != "register" {
+			return shard.RegisterResponse{}, fmt.Errorf("coordinator: unknown method %q", req.Method)
+		}
+		var r shard.RegisterRequest
+		if err := json.Unmarshal(req.Body, &r); err != nil || r.ID == "" {
+			return shard.RegisterResponse{}, errors.New("register: malformed request or empty shard id")
+		}
+		// A fresh command ID per registration: a restarted shard's new
+		// registration must be applied (its log index marks the new
+		// incarnation); a retried one is harmless.
+		cmd, err := consensus.NewRegisterMember(consensus.NewID(), r.ID, r.Addr, r.Standby)
+		if err != nil {
+			return shard.RegisterResponse{}, err
+		}
+		if _, err := n.cfg.Raft.Apply(ctx, cmd); err != nil {
+			return shard.RegisterResponse{}, err
+		}
+		n.log.Info("shard registered", "shard", r.ID, "addr", r.Addr, "standby", r.Standby)
+		return shard.RegisterResponse{OK: true, Message: "registered with " + n.cfg.ID}, nil
+	})
+}

@@ -1,0 +1,37 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/unipruning/unipruning/shard"
+)
+
+// Job is what a cluster runs: a search spec spread over Shards shards.
+// It is the opaque spec stored in Raft (consensus.JobSpec.Spec).
+type Job struct {
+	ID     string     `json:"id"`
+	Spec   shard.Spec `json:"spec"`
+	Shards int        `json:"shards"`
+}
+
+// Validate checks the job.
+func (j *Job) Validate() error {
+	if j.ID == "" {
+		return fmt.Errorf("job has no id")
+	}
+	if j.Shards < 1 {
+		return fmt.Errorf("job needs at least one shard (got %d)", j.Shards)
+	}
+	j.Spec.Defaults()
+	return j.Spec.Validate()
+}
+
+// ParseJob reads a job from JSON.
+func ParseJob(b []byte) (*Job, error) {
+	var j Job
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, fmt.Errorf("job: %w", err)
+	}
+	return &j, j.Validate()
+}

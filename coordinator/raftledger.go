@@ -1,0 +1,109 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/unipruning/unipruning/consensus"
+	"github.com/unipruning/unipruning/shard"
+)
+
+// RaftLedger records the job's facts through Raft under one assignment
+// epoch: a leader that lost its epoch (a newer assignment exists) gets
+// ErrStaleEpoch on every write, which stops its step loop — the fencing of
+// DESIGN §3.5. Command IDs are derived from (epoch, step, kind), so a write
+// retried after a leader change is applied once.
+type RaftLedger struct {
+	Node  *consensus.Node
+	Epoch uint64
+	// losses are kept in memory only (they are reported, not needed for
+	// recovery); a new leader reports none for earlier steps.
+	losses map[int]float64
+}
+
+// NewRaftLedger writes through node under epoch.
+func NewRaftLedger(node *consensus.Node, epoch uint64) *RaftLedger {
+	return &RaftLedger{Node: node, Epoch: epoch, losses: map[int]float64{}}
+}
+
+func (l *RaftLedger) apply(ctx context.Context, cmd consensus.Command, err error) error {
+	if err != nil {
+		return err
+	}
+	_, err = l.Node.Apply(ctx, cmd)
+	return err
+}
+
+// BeginStep commits that step k starts with learning rate lr.
+func (l *RaftLedger) BeginStep(ctx context.Context, k int, lr float64) error {
+	cmd, err := consensus.NewBeginStep(fmt.Sprintf("begin/e%d/k%d", l.Epoch, k), l.Epoch, k, lr, k-1)
+	return l.apply(ctx, cmd, err)
+}
+
+// CommitStep commits step k's gradient norm and threshold.
+func (l *RaftLedger) CommitStep(ctx context.Context, k int, f StepFacts) error {
+	if f.Loss != nil {
+		l.losses[k] = *f.Loss
+	}
+	if f.GradNorm != nil {
+		cmd, err := consensus.NewCommitGradNorm(fmt.Sprintf("norm/e%d/k%d", l.Epoch, k), l.Epoch, k, *f.GradNorm)
+		if err := l.apply(ctx, cmd, err); err != nil {
+			return err
+		}
+	}
+	if f.Tau != nil {
+		cmd, err := consensus.NewCommitTau(fmt.Sprintf("tau/e%d/k%d", l.Epoch, k), l.Epoch, k, *f.Tau)
+		if err := l.apply(ctx, cmd, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RecordCheckpoint commits a shard's checkpoint manifest.
+func (l *RaftLedger) RecordCheckpoint(ctx context.Context, m Manifest) error {
+	cm := consensus.Manifest{Step: m.Step, Shard: m.Shard, Layers: [2]int{m.From, m.To},
+		Key: m.Ref.Key, SHA256: m.Ref.SHA256, Bytes: m.Ref.Bytes}
+	cmd, err := consensus.NewRecordCheckpoint(fmt.Sprintf("ckpt/e%d/k%d/%s", l.Epoch, m.Step, m.Shard), l.Epoch, cm)
+	return l.apply(ctx, cmd, err)
+}
+
+// LatestCommon is the newest step checkpointed for every range.
+func (l *RaftLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]Manifest) {
+	st := l.Node.State()
+	cps := map[int]map[string]Manifest{}
+	for step, byShard := range st.Checkpoints {
+		cps[step] = map[string]Manifest{}
+		for id, m := range byShard {
+			cps[step][id] = Manifest{Step: m.Step, Shard: m.Shard, From: m.Layers[0], To: m.Layers[1],
+				Ref: shard.Ref{Key: m.Key, SHA256: m.SHA256, Bytes: m.Bytes}}
+		}
+	}
+	return latestCommon(cps, ranges)
+}
+
+// Rollback commits the roll-back of the job to toStep.
+func (l *RaftLedger) Rollback(ctx context.Context, toStep int, reason string) error {
+	cmd, err := consensus.NewRollback(fmt.Sprintf("rollback/e%d/k%d", l.Epoch, toStep), l.Epoch, toStep, reason)
+	return l.apply(ctx, cmd, err)
+}
+
+// Steps returns the committed per-step facts.
+func (l *RaftLedger) Steps() map[int]StepFacts {
+	st := l.Node.State()
+	out := map[int]StepFacts{}
+	for k, f := range st.Steps {
+		sf := StepFacts{LR: f.LR, GradNorm: f.GradNorm, Tau: f.Tau}
+		if v, ok := l.losses[k]; ok {
+			sf.Loss = &v
+		}
+		out[k] = sf
+	}
+	return out
+}
+
+// SetResult commits a final fact.
+func (l *RaftLedger) SetResult(ctx context.Context, key, value string) error {
+	cmd, err := consensus.NewSetResult(fmt.Sprintf("result/%s", key), key, value)
+	return l.apply(ctx, cmd, err)
+}
