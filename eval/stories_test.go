@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"math"
 	"testing"
 
 	"github.com/unipruning/unipruning/internal/shareddata"
@@ -38,5 +39,14 @@ func TestStoriesLinesPerplexity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("ppl %.6f over %d predictions", res.PPL(), res.Count)
+	// Independent PyTorch reference (tools/reference/make_goldens.py,
+	// float64): nll_sum 645299.930182012, ppl 5.385398224022035.
+	const refNLL, refPPL = 645299.930182012, 5.385398224022035
+	if res.Count != 383265 {
+		t.Fatalf("%d predictions, want 383265", res.Count)
+	}
+	if d := math.Abs(res.PPL()-refPPL) / refPPL; d > 1e-4 {
+		t.Fatalf("ppl %.9f differs from the reference %.9f by %.3g relative", res.PPL(), refPPL, d)
+	}
+	t.Logf("ppl %.9f (reference %.9f), nll sum %.4f (reference %.4f)", res.PPL(), refPPL, res.Sum, refNLL)
 }

@@ -26,6 +26,9 @@ type attnScratch[T Float] struct {
 	p, dp  []T // attnBlock × T probabilities and their gradient
 	kt, vt []T // hd × T transposed keys and values of the current head
 	ot     []T // hd × attnBlock transposed output block (narrow heads)
+	// Narrow-head backward: transposed gradients of K and V (hd × T),
+	// and a transposed block of dOut or Q (hd × attnBlock).
+	dkt, dvt, bt []T
 }
 
 // narrowHead is the head width below which P·V is computed transposed:
@@ -71,6 +74,7 @@ func newScratch[T Float](t, hd int, grad bool) []attnScratch[T] {
 		s[i].ot = make([]T, hd*blk)
 		if grad {
 			s[i].dp = make([]T, blk*t)
+			s[i].dkt, s[i].dvt, s[i].bt = make([]T, hd*t), make([]T, hd*t), make([]T, hd*blk)
 		}
 	}
 	return s
@@ -164,29 +168,77 @@ func probs[T Float](p, q, kt []T, a attnShape, r0, r1 int) {
 // earlier contributions) from dout, recomputing the probabilities.
 func attentionBackward[T Float](dq, dk, dv, dout, q, k, v []T, a attnShape, scratch []attnScratch[T]) {
 	group := a.H / a.KV
-	scale := T(1 / math.Sqrt(float64(a.hd)))
-	qd, kd := a.qdim(), a.kvdim()
+	kd := a.kvdim()
 	forEachGroup(a, scratch, func(b, g int, s *attnScratch[T]) {
 		ko := b*a.T*kd + g*a.hd
 		transposeHead(s.kt, k[ko:], a.T, a.hd, kd)
 		transposeHead(s.vt, v[ko:], a.T, a.hd, kd)
+		narrow := a.hd < narrowHead
+		if narrow {
+			clear(s.dkt[:a.hd*a.T])
+			clear(s.dvt[:a.hd*a.T])
+		}
 		for h := g * group; h < (g+1)*group; h++ {
-			qo := b*a.T*qd + h*a.hd
+			qo := b*a.T*a.qdim() + h*a.hd
 			for r0 := 0; r0 < a.T; r0 += attnBlock {
 				r1 := min(a.T, r0+attnBlock)
-				m := r1 - r0
-				probs(s.p, q[qo:], s.kt, a, r0, r1)
-				do := dout[qo+r0*qd:]
-				// dV[0:r1] += Pᵀ·dOut ; dP = dOut·Vᵀ
-				Gemm(true, false, r1, a.hd, m, 1, s.p, r1, do, qd, 1, dv[ko:], kd)
-				Gemm(false, false, m, r1, a.hd, 1, do, qd, s.vt, a.T, 0, s.dp, r1)
-				softmaxBackward(s.dp, s.p, m, r1, r0)
-				// dQ += dS·K·scale ; dK[0:r1] += dSᵀ·Q·scale
-				Gemm(false, false, m, a.hd, r1, scale, s.dp, r1, k[ko:], kd, 1, dq[qo+r0*qd:], qd)
-				Gemm(true, false, r1, a.hd, m, scale, s.dp, r1, q[qo+r0*qd:], qd, 1, dk[ko:], kd)
+				if narrow {
+					headBackwardNarrow(dq[qo:], dout[qo:], q[qo:], s, a, r0, r1)
+				} else {
+					headBackwardWide(dq[qo:], dk[ko:], dv[ko:], dout[qo:], q[qo:], k[ko:], s, a, r0, r1)
+				}
+			}
+		}
+		if narrow { // scatter the transposed K/V gradients of the group
+			for i := 0; i < a.T; i++ {
+				for d := 0; d < a.hd; d++ {
+					dk[ko+i*kd+d] += s.dkt[d*a.T+i]
+					dv[ko+i*kd+d] += s.dvt[d*a.T+i]
+				}
 			}
 		}
 	})
+}
+
+// headBackwardWide handles query rows [r0, r1) of one head with row-major
+// products (wide heads: rows of hd values are long enough for gemm).
+func headBackwardWide[T Float](dq, dk, dv, dout, q, k []T, s *attnScratch[T], a attnShape, r0, r1 int) {
+	qd, kd, m := a.qdim(), a.kvdim(), r1-r0
+	scale := T(1 / math.Sqrt(float64(a.hd)))
+	probs(s.p, q, s.kt, a, r0, r1)
+	do := dout[r0*qd:]
+	// dV[0:r1] += Pᵀ·dOut ; dP = dOut·Vᵀ
+	Gemm(true, false, r1, a.hd, m, 1, s.p, r1, do, qd, 1, dv, kd)
+	Gemm(false, false, m, r1, a.hd, 1, do, qd, s.vt, a.T, 0, s.dp, r1)
+	softmaxBackward(s.dp, s.p, m, r1, r0)
+	// dQ += dS·K·scale ; dK[0:r1] += dSᵀ·Q·scale
+	Gemm(false, false, m, a.hd, r1, scale, s.dp, r1, k, kd, 1, dq[r0*qd:], qd)
+	Gemm(true, false, r1, a.hd, m, scale, s.dp, r1, q[r0*qd:], qd, 1, dk, kd)
+}
+
+// headBackwardNarrow is the same for narrow heads, with every product
+// arranged so that the long dimension is the key axis: dKᵀ and dVᵀ
+// accumulate in the scratch (hd × T) and dQ's block is computed transposed.
+func headBackwardNarrow[T Float](dq, dout, q []T, s *attnScratch[T], a attnShape, r0, r1 int) {
+	qd, m := a.qdim(), r1-r0
+	scale := T(1 / math.Sqrt(float64(a.hd)))
+	probs(s.p, q, s.kt, a, r0, r1)
+	do := dout[r0*qd:]
+	transposeHead(s.bt, do, m, a.hd, qd) // dOutᵀ (hd × m)
+	// dVᵀ[:, 0:r1] += dOutᵀ·P ; dP = dOut·Vᵀ
+	Gemm(false, false, a.hd, r1, m, 1, s.bt, m, s.p, r1, 1, s.dvt, a.T)
+	Gemm(false, false, m, r1, a.hd, 1, do, qd, s.vt, a.T, 0, s.dp, r1)
+	softmaxBackward(s.dp, s.p, m, r1, r0)
+	transposeHead(s.bt, q[r0*qd:], m, a.hd, qd) // Qᵀ (hd × m)
+	// dKᵀ[:, 0:r1] += Qᵀ·dS·scale ; dQᵀ = Kᵀ·dSᵀ·scale
+	Gemm(false, false, a.hd, r1, m, scale, s.bt, m, s.dp, r1, 1, s.dkt, a.T)
+	Gemm(false, true, a.hd, m, r1, scale, s.kt, a.T, s.dp, r1, 0, s.ot, m)
+	dqb := dq[r0*qd:]
+	for i := 0; i < m; i++ {
+		for d := 0; d < a.hd; d++ {
+			dqb[i*qd+d] += s.ot[d*m+i]
+		}
+	}
 }
 
 // softmaxBackward turns dp into dS = P ⊙ (dP − rowsum(dP ⊙ P)) in place for

@@ -7,6 +7,10 @@ package nn
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
@@ -69,15 +73,67 @@ func tr(t bool) blas.Transpose {
 // products (attention heads) already run in parallel goroutines.
 const smallGemm = 1 << 20
 
+// rowSplitter marks kernels that run single-threaded and want Gemm to
+// spread large products over goroutines.
+type rowSplitter interface{ splitRows() bool }
+
+// gemmChunk is the number of rows of C per goroutine task. It is fixed,
+// not derived from the core count, so the result of every row comes from
+// the same call on any machine (bitwise-reproducible across hosts).
+const gemmChunk = 256
+
+// gemmRows computes C in independent chunks of gemmChunk rows on a pool
+// of GOMAXPROCS goroutines.
+func gemmRows[T Float](kn Kernel, tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	chunks := (m + gemmChunk - 1) / gemmChunk
+	next := make(chan int, chunks)
+	for i := 0; i < chunks; i++ {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for w := 0; w < min(chunks, runtime.GOMAXPROCS(0)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ch := range next {
+				i0 := ch * gemmChunk
+				rows := min(gemmChunk, m-i0)
+				ao := i0 * lda
+				if tA {
+					ao = i0
+				}
+				gemmCall(kn, tA, tB, rows, n, k, alpha, a[ao:], lda, b, ldb, beta, c[i0*ldc:], ldc)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func gemmCall[T Float](kn Kernel, tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	switch av := any(a).(type) {
+	case []float32:
+		kn.Sgemm(tr(tA), tr(tB), m, n, k, float32(alpha), av, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
+	case []float64:
+		kn.Dgemm(tr(tA), tr(tB), m, n, k, float64(alpha), av, lda, any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
+	}
+}
+
 // Gemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices, where
 // op(X) is X or Xᵀ, op(A) is m×k, op(B) is k×n and C is m×n.
 func Gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
+	if timing.Load() {
+		defer func(t time.Time) { gemmNanos.Add(int64(time.Since(t))) }(time.Now())
+	}
 	k3 := active
 	if m*n*k < smallGemm {
 		k3 = kernels["gonum"]
+	} else if split, ok := k3.(rowSplitter); ok && split.splitRows() && m > gemmChunk {
+		gemmRows(k3, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
 	}
 	switch av := any(a).(type) {
 	case []float32:
@@ -124,3 +180,21 @@ func defaultKernel() string {
 	}
 	return "gonum"
 }
+
+// Matrix-product timing for benchmarks: off by default (one atomic load
+// per call).
+var (
+	timing    atomic.Bool
+	gemmNanos atomic.Int64
+)
+
+// TimeGemm switches the accumulation of time spent in Gemm on or off and
+// resets the total.
+func TimeGemm(on bool) {
+	gemmNanos.Store(0)
+	timing.Store(on)
+}
+
+// GemmTime is the time spent in Gemm since TimeGemm(true), summed over
+// goroutines.
+func GemmTime() time.Duration { return time.Duration(gemmNanos.Load()) }

@@ -4,16 +4,35 @@ package nn
 
 /*
 #cgo LDFLAGS: -lopenblas
+void openblas_set_num_threads(int);
 */
 import "C"
 
-import "gonum.org/v1/netlib/blas/netlib"
+import (
+	"gonum.org/v1/gonum/blas/blas32"
+	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/netlib/blas/netlib"
+)
 
 type openblasKernel struct{ netlib.Implementation }
 
 func (openblasKernel) Name() string { return "openblas" }
 
+// OpenBLAS runs single-threaded: Gemm spreads large products over
+// goroutines in fixed row chunks (deterministic whatever the core count),
+// and OpenBLAS's own threads would otherwise spin against the engine's
+// goroutines (attention heads run in parallel).
+func (openblasKernel) splitRows() bool { return true }
+
 func init() {
+	C.openblas_set_num_threads(1)
 	kernels["openblas"] = openblasKernel{}
 	active = openblasKernel{}
+	// gonum's lapack and blas64 users (SparseGPT's factorisations, the
+	// Hessian) use OpenBLAS too.
+	blas64.Use(netlib.Implementation{})
+	blas32.Use(netlib.Implementation{})
 }
+
+// SetBLASThreads sets OpenBLAS's thread count (benchmarks).
+func SetBLASThreads(n int) { C.openblas_set_num_threads(C.int(n)) }

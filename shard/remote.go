@@ -56,6 +56,7 @@ func (o CallOptions) withDefaults() CallOptions {
 type Remote struct {
 	conn    *transport.Conn
 	subject string
+	subjErr error // an invalid id, reported by every call
 	id      string
 	part    Part
 	opts    CallOptions
@@ -79,10 +80,10 @@ var _ API = (*Remote)(nil)
 // assigned) part, at epoch. Subject errors (an invalid id) surface on the
 // first call.
 func NewRemote(conn *transport.Conn, subj transport.Subjects, id string, part Part, epoch uint64, opts CallOptions) *Remote {
-	ctl, _ := subj.Control(id)
+	ctl, err := subj.Control(id)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	r := &Remote{conn: conn, subject: ctl, id: id, part: part, opts: opts.withDefaults(),
+	r := &Remote{conn: conn, subject: ctl, subjErr: err, id: id, part: part, opts: opts.withDefaults(),
 		session: hex.EncodeToString(b[:]), stats: map[string]MethodStats{}}
 	r.epoch.Store(epoch)
 	return r
@@ -204,6 +205,9 @@ func (r *Remote) callJSON(ctx context.Context, method string, body, out any) err
 // call sends one request. Transport retries re-send the same envelope, so
 // the server sees one ID however many attempts it takes.
 func (r *Remote) call(ctx context.Context, method string, body any) ([]byte, error) {
+	if r.subjErr != nil {
+		return nil, fmt.Errorf("shard %s: %w", r.id, r.subjErr)
+	}
 	env := Envelope{Method: method, ID: fmt.Sprintf("%s-%d", r.session, r.seq.Add(1)), Epoch: r.Epoch()}
 	if body != nil {
 		var err error

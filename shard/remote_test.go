@@ -288,6 +288,34 @@ func TestRemoteResume(t *testing.T) {
 	sameResult(t, "resumed over NATS vs uninterrupted", got, want)
 }
 
+// TestRemoteRollbackInPlace: the coordinator stops after step 3 (newest
+// checkpoint: step 2), bumps the epoch and re-assigns the same live
+// servers: they keep their loaded workers, rebuild their pipes on the new
+// epoch's subjects, roll back to step 2 and finish with the same Γ.
+func TestRemoteRollbackInPlace(t *testing.T) {
+	spec := storiesSpec(t, shard.ModeGlobal)
+	parts := storiesParts(t, spec, 3)
+	want := runLocal(t, spec, parts)
+	c := newCluster(t, 3, shard.ServeOptions{})
+	ledger := newLedger(t, spec)
+	ctx := testCtx(t, 60*time.Second)
+	rs := c.remotes(t, spec, parts, 1, shard.CallOptions{})
+	if _, err := drive(ctx, t, spec, apis(rs), failAt{ledger, 4}, c.blobs); err == nil {
+		t.Fatal("first run did not stop")
+	}
+	rs = c.remotes(t, spec, parts, 2, shard.CallOptions{})
+	for _, s := range c.servers {
+		if st := s.Status(); st.Epoch != 2 || st.Step != 3 {
+			t.Fatalf("after the epoch bump: %+v (want epoch 2, state of step 3 kept)", st)
+		}
+	}
+	got, err := drive(ctx, t, spec, apis(rs), ledger, c.blobs)
+	if err != nil {
+		t.Fatalf("rolled-back run: %v", err)
+	}
+	sameResult(t, "rolled back in place vs uninterrupted", got, want)
+}
+
 // single starts one server holding the whole model as a 1-stage pipeline.
 func single(t *testing.T, opts shard.ServeOptions, copts shard.CallOptions) (*cluster, *shard.Remote, shard.Spec) {
 	spec := storiesSpec(t, shard.ModeGlobal)
@@ -300,7 +328,12 @@ func single(t *testing.T, opts shard.ServeOptions, copts shard.CallOptions) (*cl
 // rejected with code stale_epoch and logged; a newer one needs an assign.
 func TestRemoteFencing(t *testing.T) {
 	log, buf := captureLogger()
-	c, r, spec := single(t, shard.ServeOptions{Logger: log}, shard.CallOptions{})
+	var loads atomic.Int32
+	load := func(spec shard.Spec, part shard.Part, pipe shard.Pipe) (*shard.Worker, error) {
+		loads.Add(1)
+		return shard.NewWorker(spec, part, pipe)
+	}
+	c, r, spec := single(t, shard.ServeOptions{Logger: log, LoadHook: load}, shard.CallOptions{})
 	ctx := testCtx(t, 20*time.Second)
 	stale := shard.NewRemote(c.coord, c.subj, r.ID(), r.Part(), 4, shard.CallOptions{})
 	_, err := stale.Step(ctx, 1)
@@ -329,6 +362,29 @@ func TestRemoteFencing(t *testing.T) {
 	}
 	if st := c.servers[0].Status(); st.Epoch != 6 || !st.Loaded {
 		t.Errorf("status %+v", st)
+	}
+	if n := loads.Load(); n != 1 {
+		t.Errorf("the part was loaded %d times; an epoch change alone must keep the worker", n)
+	}
+	// Heartbeats carry the new epoch; Close says goodbye at once.
+	hb, _ := c.subj.Heartbeat()
+	events := make(chan transport.HeartbeatEvent, 8)
+	stop, err := transport.WatchHeartbeatEvents(c.coord, hb, 2*time.Second, func(ev transport.HeartbeatEvent) { events <- ev })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if ev := <-events; !ev.Alive || ev.Epoch != 6 || ev.ID != r.ID() {
+		t.Errorf("first heartbeat event %+v", ev)
+	}
+	c.servers[0].Close()
+	select {
+	case ev := <-events:
+		if ev.Alive {
+			t.Errorf("event after Close: %+v", ev)
+		}
+	case <-time.After(time.Second):
+		t.Error("no leaving event after Close")
 	}
 }
 
@@ -502,6 +558,13 @@ func TestRemotePreempt(t *testing.T) {
 	if st, err := rs[1].Status(ctx); err != nil || st.Running != shard.MethodStep || st.Epoch != 1 {
 		t.Fatalf("status RPC while blocked: %+v, %v", st, err)
 	}
+	// An old-epoch call queued behind the step must not run after it either.
+	queued := make(chan error, 1)
+	go func() {
+		_, err := rs[1].Count(ctx)
+		queued <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
 	next := shard.NewRemote(c.coord, c.subj, rs[1].ID(), parts[1], 2, shard.CallOptions{})
 	if _, err := next.Assign(ctx, spec, 1, 2); err != nil {
@@ -512,6 +575,9 @@ func TestRemotePreempt(t *testing.T) {
 	}
 	if err := <-errc; err == nil {
 		t.Error("blocked step of the old epoch succeeded")
+	}
+	if err := <-queued; !shard.IsCode(err, shard.CodeStaleEpoch) {
+		t.Errorf("queued old-epoch call: %v (want stale_epoch)", err)
 	}
 }
 

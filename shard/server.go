@@ -56,6 +56,13 @@ type ServeOptions struct {
 // step, update and apply_tau are dropped by restore and by an epoch change.
 // Read-only methods (count, histogram, count_equal, checkpoint, gamma) are
 // naturally idempotent and keep no record.
+//
+// Fencing: a locked call whose epoch is below the shard's is refused with
+// code stale_epoch (and logged). An assign to a higher epoch raises the
+// fence as soon as it arrives, aborts a running call of an older epoch
+// (e.g. a step waiting for a neighbour that died) and then moves the
+// shard: with the same spec and part the loaded worker and its state are
+// kept and only the pipe is rebuilt for the new epoch's subjects.
 type Server struct {
 	conn  *transport.Conn
 	subj  transport.Subjects
@@ -69,7 +76,6 @@ type Server struct {
 
 	// Guarded by sem.
 	wk       *Worker
-	pipe     *NATSPipe
 	specHash string
 	records  map[string]callRecord
 	hist     []uint64
@@ -78,12 +84,14 @@ type Server struct {
 
 	mu     sync.Mutex // guards what status reads without the operation lock
 	epoch  uint64
+	fence  uint64 // highest epoch an assign announced, possibly still queued
 	part   Part
 	stage  int
 	stages int
 	step   int
 	loaded bool
 	op     runningOp
+	pipe   *NATSPipe // written holding both locks, so the sem holder may read it alone
 }
 
 // runningOp is the call holding the operation lock.
@@ -257,15 +265,19 @@ func (s *Server) runLocked(ctx context.Context, env *Envelope, m method) ([]byte
 	return reply, err
 }
 
-// admit applies epoch fencing: only assign may move the shard forward.
+// admit applies epoch fencing: only assign may move the shard forward,
+// and once an assign to epoch E has arrived nothing older runs, even
+// before the assign itself gets the operation lock.
 func (s *Server) admit(env *Envelope, m method) error {
-	cur := s.Epoch()
+	s.mu.Lock()
+	cur, floor := s.epoch, max(s.epoch, s.fence)
+	s.mu.Unlock()
 	switch {
-	case env.Epoch < cur:
+	case env.Epoch < floor:
 		s.log.Warn("fenced: rejecting a call from a stale epoch", "method", env.Method,
-			"call_epoch", env.Epoch, "shard_epoch", cur, "request", env.ID)
+			"call_epoch", env.Epoch, "shard_epoch", floor, "request", env.ID)
 		return transport.WithCode(CodeStaleEpoch, fmt.Errorf("shard %s is at epoch %d, call %s carries stale epoch %d",
-			s.id, cur, env.Method, env.Epoch))
+			s.id, floor, env.Method, env.Epoch))
 	case env.Epoch > cur && env.Method != MethodAssign:
 		return transport.WithCode(CodeEpochAhead, fmt.Errorf("shard %s is at epoch %d, call %s carries epoch %d: assign the shard to it first",
 			s.id, cur, env.Method, env.Epoch))
@@ -327,11 +339,16 @@ func (s *Server) beginOp(ctx context.Context, env *Envelope) (context.Context, f
 	}
 }
 
-// preempt aborts a running call of an older epoch: an assign to a newer
-// epoch must not wait for a step blocked on a neighbour that is gone.
+// preempt raises the fence to an assign's epoch and aborts a running call
+// of an older epoch: the assign must not wait for a step blocked on a
+// neighbour that is gone, nor for older calls queued behind it.
 func (s *Server) preempt(epoch uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if epoch <= max(s.epoch, s.fence) {
+		return // a stale or same-epoch assign: admit decides
+	}
+	s.fence = epoch
 	if s.op.cancel != nil && s.op.epoch < epoch {
 		s.log.Warn("aborting a call of an older epoch for an assign", "method", s.op.method, "op_epoch", s.op.epoch, "epoch", epoch)
 		s.op.cancel()
