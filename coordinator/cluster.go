@@ -155,6 +155,11 @@ func (n *Node) lead(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if errors.Is(err, shard.ErrStaleEpoch) || errors.Is(err, consensus.ErrStaleEpoch) || errors.Is(err, consensus.ErrNotLeader) {
+			// A newer epoch exists: another replica leads now. Step down.
+			n.log.Warn("fenced off by a newer epoch; stepping down", "err", err)
+			return nil
+		}
 		n.cfg.Metrics.Recoveries.Inc()
 		n.log.Warn("attempt failed; recovering: new epoch, roll back to the newest common checkpoint, replay", "attempt", attempt, "err", err)
 		n.setStatus(ctx, consensus.StatusRecovering, err.Error())

@@ -7,13 +7,6 @@ import "github.com/unipruning/unipruning/prune"
 // zeroed. A recovery that rolls back to "no checkpoint yet" uses it on
 // shards that may hold state from an aborted attempt.
 func (wk *Worker) Reset() error {
-	windows := wk.windows
 	wk.ts, wk.groups, wk.step = nil, map[int]*[4]*prune.Stats{}, 0
-	if err := wk.load(); err != nil {
-		return err
-	}
-	if windows != nil {
-		wk.windows = windows
-	}
-	return nil
+	return wk.load()
 }

@@ -55,16 +55,22 @@ func (wk *Worker) Restore(img []byte) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint has no step")
 	}
+	// Check every tensor before copying any, so a bad image never leaves
+	// the state half-overwritten.
 	for _, tg := range wk.ts {
-		if err := wk.restoreTarget(tg, d); err != nil {
+		if err := wk.restoreTarget(tg, d, false); err != nil {
 			return err
 		}
+	}
+	for _, tg := range wk.ts {
+		wk.restoreTarget(tg, d, true)
 	}
 	wk.step = step
 	return nil
 }
 
-func (wk *Worker) restoreTarget(tg *target, d *statefile.Decoded) error {
+// restoreTarget checks (and, with apply, copies) one target's tensors.
+func (wk *Worker) restoreTarget(tg *target, d *statefile.Decoded, apply bool) error {
 	n := tg.t.TensorName()
 	get := func(suffix string, f32 []float32, i32 []int32) error {
 		t, ok := d.Tensors[n+suffix]
@@ -72,11 +78,15 @@ func (wk *Worker) restoreTarget(tg *target, d *statefile.Decoded) error {
 			return fmt.Errorf("checkpoint lacks %s%s", n, suffix)
 		}
 		if f32 != nil && len(t.F32) == len(f32) {
-			copy(f32, t.F32)
+			if apply {
+				copy(f32, t.F32)
+			}
 			return nil
 		}
 		if i32 != nil && len(t.I32) == len(i32) {
-			copy(i32, t.I32)
+			if apply {
+				copy(i32, t.I32)
+			}
 			return nil
 		}
 		return fmt.Errorf("checkpoint tensor %s%s has the wrong size or type", n, suffix)

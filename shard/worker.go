@@ -89,7 +89,7 @@ func (wk *Worker) load() error {
 			wk.ts = append(wk.ts, wk.newTarget(model.Target{Layer: l, Matrix: m}, g[inputGroup(m)]))
 		}
 	}
-	if wk.part.Embed || wk.part.Head {
+	if (wk.part.Embed || wk.part.Head) && wk.windows == nil {
 		return wk.loadWindows()
 	}
 	return nil

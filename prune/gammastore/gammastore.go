@@ -68,8 +68,10 @@ type Manifest struct {
 }
 
 // Fingerprint identifies a model's target weights cheaply: sha256 over the
-// config, every target's name and shape, and its first and last 64 values.
-// A Γ store is only applied to the model it was searched on.
+// config, every target's name and shape, and 1024 of its values spread
+// evenly over the tensor (so a permutation of rows, as between llama2.c and
+// HF q/k layouts, changes it). A Γ store is only applied to the model it
+// was searched on.
 func Fingerprint(ck *model.Checkpoint) (string, error) {
 	h := sha256.New()
 	c := *ck.Config
@@ -85,11 +87,7 @@ func Fingerprint(ck *model.Checkpoint) (string, error) {
 			return "", err
 		}
 		fmt.Fprintf(h, "%s:%d;", t.TensorName(), len(v))
-		sample := v
-		if len(v) > 128 {
-			sample = append(append([]float32(nil), v[:64]...), v[len(v)-64:]...)
-		}
-		for _, x := range sample {
+		for _, x := range spread(v, 1024) {
 			binary.LittleEndian.PutUint32(buf[:], math.Float32bits(x))
 			h.Write(buf[:])
 		}
@@ -198,4 +196,17 @@ func (s *Store) CheckModel(ck *model.Checkpoint) error {
 		}
 	}
 	return nil
+}
+
+// spread returns n values of v at evenly spaced positions (all of v when
+// it is shorter), always including the first and the last.
+func spread(v []float32, n int) []float32 {
+	if len(v) <= n {
+		return v
+	}
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = v[int(int64(i)*int64(len(v)-1)/int64(n-1))]
+	}
+	return out
 }
