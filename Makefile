@@ -63,3 +63,7 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+## results: regenerate the perplexity tables and charts (docs/results.md, docs/img)
+results: build
+	./scripts/results.sh

@@ -137,7 +137,7 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 	if f.tokenizer == "" {
 		f.tokenizer = spec.Tokenizer
 	}
-	m, err := openModel(f.model, f.tokenizer, len(f.evals.texts) > 0)
+	m, err := openModel(f.model, f.tokenizer, len(f.evals.texts) > 0 && !f.evals.skipDense)
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,7 @@ type pruneFlags struct {
 type evalSpec struct {
 	datasets, texts []string
 	seqlen          int
+	skipDense       bool
 }
 
 func (e *evalSpec) register(cmd *cobra.Command) {
@@ -40,6 +41,7 @@ func (e *evalSpec) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&e.datasets, "eval-dataset", nil, "perplexity protocol of each --eval-text: wikitext2, c4 or lines (one value applies to all)")
 	fl.StringArrayVar(&e.texts, "eval-text", nil, "evaluate the dense and pruned model on this text (repeatable)")
 	fl.IntVar(&e.seqlen, "eval-seqlen", 0, "evaluation window length (default: the calibration --seqlen)")
+	fl.BoolVar(&e.skipDense, "eval-skip-dense", false, "evaluate only the pruned model (the dense figure is known)")
 }
 
 func (e *evalSpec) validate() error {
@@ -226,7 +228,7 @@ func runPrune(f pruneFlags) error {
 		return err
 	}
 	start := time.Now()
-	m, err := openModel(f.model, f.tokenizer, len(f.evals.texts) > 0)
+	m, err := openModel(f.model, f.tokenizer, len(f.evals.texts) > 0 && !f.evals.skipDense)
 	if err != nil {
 		return err
 	}

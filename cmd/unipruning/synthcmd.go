@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -12,12 +16,13 @@ import (
 
 func synthCmd() *cobra.Command {
 	var (
-		c       model.Config
-		out     string
-		seed    uint64
-		shardMB int64
-		force   bool
-		untied  bool
+		c        model.Config
+		out      string
+		seed     uint64
+		shardMB  int64
+		force    bool
+		untied   bool
+		withData bool
 	)
 	cmd := &cobra.Command{
 		Use:   "synth",
@@ -45,7 +50,13 @@ and speed. It has no tokenizer: pass one with --tokenizer where a command needs 
 				return err
 			}
 			return model.WriteDirAtomically(out, force, func(tmp string) error {
-				return model.SaveHF(tmp, &c, synthTensors(&c, seed), shardMB<<20)
+				if err := model.SaveHF(tmp, &c, synthTensors(&c, seed), shardMB<<20); err != nil {
+					return err
+				}
+				if !withData {
+					return nil
+				}
+				return writeSynthData(tmp, c.Vocab, seed)
 			})
 		},
 	}
@@ -66,7 +77,67 @@ and speed. It has no tokenizer: pass one with --tokenizer where a command needs 
 	fl.Int64Var(&shardMB, "shard-mb", 0, "split into safetensors shards of at most this many MiB (0 = one file)")
 	fl.StringVar(&out, "out", "", "output directory (required; must not exist unless --force)")
 	fl.BoolVar(&force, "force", false, "replace an existing output directory")
+	fl.BoolVar(&withData, "with-data", false, "also write a byte-level llama2.c tokenizer (tokenizer.bin, vocab ≥ 262) and random-word texts calib.txt and eval.txt, so the model runs end to end without any real data")
 	return cmd
+}
+
+// writeSynthData writes a byte-fallback llama2.c tokenizer and two texts of
+// random words (format tests only).
+func writeSynthData(dir string, vocab int, seed uint64) error {
+	if vocab < 262 {
+		return fmt.Errorf("--with-data needs --vocab ≥ 262 (3 control + 256 byte tokens + a few pieces)")
+	}
+	var b bytes.Buffer
+	put := func(v any) { binary.Write(&b, binary.LittleEndian, v) }
+	put(int32(16))
+	piece := func(s string, score float32) {
+		put(score)
+		put(int32(len(s)))
+		b.WriteString(s)
+	}
+	piece("<unk>", 0)
+	piece("\n<s>\n", 0)
+	piece("\n</s>\n", 0)
+	for i := 0; i < 256; i++ {
+		piece(fmt.Sprintf("<0x%02X>", i), 0)
+	}
+	piece(" ", -1)
+	letters := "etaoinshrdlucmfwypvbgkjqxz"
+	for i := 259 + 1; i < vocab; i++ {
+		k := i - 260
+		switch {
+		case k < len(letters):
+			piece(letters[k:k+1], -2)
+		case k < 2*len(letters):
+			piece(" "+letters[k-len(letters):k-len(letters)+1], -3)
+		default: // unique unreachable pieces pad the vocabulary
+			piece(fmt.Sprintf("\xff%04x", k), -100)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.bin"), b.Bytes(), 0o644); err != nil {
+		return err
+	}
+	for i, name := range []string{"calib.txt", "eval.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, name), randomWords(seed+uint64(i), 2000), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func randomWords(seed uint64, lines int) []byte {
+	r := seeded.New(seed, 0x7e47)
+	var b bytes.Buffer
+	for l := 0; l < lines; l++ {
+		for w := 0; w < 12; w++ {
+			for c := 0; c < 2+r.IntN(6); c++ {
+				b.WriteByte(byte('a' + r.IntN(26)))
+			}
+			b.WriteByte(' ')
+		}
+		b.WriteString("end.\n")
+	}
+	return b.Bytes()
 }
 
 // synthTensors lists the tensors of a random model; each is generated from
@@ -83,7 +154,7 @@ func synthTensors(c *model.Config, seed uint64) []model.HFTensor {
 			return nil
 		}})
 	}
-	add(model.EmbedName, []int{c.Vocab, c.Dim}, 1, 0)
+	add(model.EmbedName, []int{c.Vocab, c.Dim}, 0.02, 0) // HF-style init: logits stay O(1)
 	for l := 0; l < c.Layers; l++ {
 		add(model.AttnNormName(l), []int{c.Dim}, 0.1, 1)
 		for m := model.Matrix(0); m < model.NumMatrices; m++ {
