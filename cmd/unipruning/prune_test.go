@@ -40,7 +40,11 @@ func TestPruneBadInput(t *testing.T) {
 		{func(f *pruneFlags) { f.sparsity = 0.5; f.byRow, f.byMatrix = true, true }, "exclude each other"},
 		{func(f *pruneFlags) { f.sparsity = 0.5; f.calib = "/nonexistent/calib.txt" }, "no such file"},
 		{func(f *pruneFlags) { f.sparsity = 0.5; f.calibFormat = "parquet" }, "unknown calibration format"},
-		{func(f *pruneFlags) { f.sparsity = 0.5; f.evals.texts = []string{"/nonexistent"}; f.evals.datasets = []string{"lines"} }, "--eval-text"},
+		{func(f *pruneFlags) {
+			f.sparsity = 0.5
+			f.evals.texts = []string{"/nonexistent"}
+			f.evals.datasets = []string{"lines"}
+		}, "--eval-text"},
 	}
 	for _, c := range cases {
 		f := storiesPrune(t, "wanda")

@@ -180,7 +180,6 @@ func waitForLedgerStep(t *testing.T, path string, step int, timeout time.Duratio
 	t.Fatalf("the search did not reach step %d in %v", step, timeout)
 }
 
-
 // buildBinary compiles the command once per test run (pure Go, so it
 // needs no C toolchain).
 func buildBinary(t *testing.T) string {

@@ -25,6 +25,7 @@ type taskFlags struct {
 	dir   string // --tasks-dir
 	batch int    // --tasks-batch
 	noBOS bool   // --tasks-no-bos
+	skip  bool   // --tasks-skip-too-long
 	limit int    // --limit, when this file registered it
 	// sharedLimit reads the command's own --limit when it had one.
 	sharedLimit func() string
@@ -41,6 +42,8 @@ func registerTaskFlags(cmd *cobra.Command, t *taskFlags) {
 	fl.StringVar(&t.dir, "tasks-dir", "", "directory of the task data (default: shared/data/tasks beside the checkout, or $"+shareddata.EnvVar+"/tasks)")
 	fl.IntVar(&t.batch, "tasks-batch", 0, "loglikelihood requests per forward pass (default: about 4096 tokens' worth)")
 	fl.BoolVar(&t.noBOS, "tasks-no-bos", false, "encode task prompts without BOS (as Wanda's harness fork; the harness adds it for LLaMA)")
+	fl.BoolVar(&t.skip, "tasks-skip-too-long", false, "drop (and report) items whose answer alone exceeds the model's context, "+
+		"which the harness cannot score; without it they stop the run before scoring starts")
 	if f := fl.Lookup("limit"); f != nil {
 		t.sharedLimit = f.Value.String
 		f.Usage += "; with --tasks, also the first N items of each task"
@@ -95,7 +98,7 @@ func runTasks(w *nn.Weights[float32], tok tokenizer.Tokenizer, t *taskFlags, pro
 	if err != nil {
 		return nil, err
 	}
-	return tasks.Evaluate(s, ts, dir, limit, progress)
+	return tasks.Evaluate(s, ts, dir, tasks.EvalOptions{Limit: limit, SkipTooLong: t.skip}, progress)
 }
 
 // printTaskTable prints the zero-shot table on stdout.

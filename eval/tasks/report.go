@@ -3,6 +3,7 @@ package tasks
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -35,6 +36,7 @@ type TaskResult struct {
 	AccNormStderr *float64     `json:"acc_norm_stderr,omitempty"`
 	Perplexity    *float64     `json:"perplexity,omitempty"` // loglikelihood tasks
 	TruncatedDocs int          `json:"truncated_docs"`       // documents left-truncated to max_length
+	Skipped       int          `json:"skipped_docs"`         // documents dropped: continuation longer than the context
 	Split         string       `json:"split"`
 	HarnessTask   string       `json:"harness_task"`
 	File          string       `json:"file"`
@@ -63,33 +65,44 @@ type Report struct {
 	Notes     []string `json:"notes,omitempty"`
 }
 
-// loadedTask is a task with its documents, read before any scoring so a
-// missing or malformed file fails at once.
+// EvalOptions select what Evaluate scores.
+type EvalOptions struct {
+	Limit int // > 0: only the first Limit documents of each task
+	// SkipTooLong drops documents with a continuation longer than the
+	// model's context, which the harness cannot score (it asserts and
+	// stops); without it such a document is an error. Dropped documents
+	// are listed in the task's note and not counted in n.
+	SkipTooLong bool
+}
+
+// loadedTask is a task with its documents encoded, all done before any
+// scoring so that a missing file, a malformed record or an unscorable
+// document fails at once rather than after hours of model time.
 type loadedTask struct {
 	*Task
 	docs      []Doc
-	available int
+	reqs      []prepared // the documents' requests, in order
+	available int        // documents in the file
+	limited   int        // documents considered (after --limit)
+	skipped   []int      // lines of documents dropped as too long
 	sha       string
 }
 
-// Evaluate runs the tasks with data from dir; limit > 0 keeps the first
-// limit documents of each (the report says so). progress gets requests
-// done and total over all tasks.
-func Evaluate(s *Scorer, ts []*Task, dir string, limit int, progress func(done, total int)) (*Report, error) {
+// Evaluate runs the tasks with data from dir. progress gets requests done
+// and their total over all tasks.
+func Evaluate(s *Scorer, ts []*Task, dir string, o EvalOptions, progress func(done, total int)) (*Report, error) {
 	start := time.Now()
-	var lts []loadedTask
+	var lts []*loadedTask
 	total := 0
 	for _, t := range ts {
-		lt, err := loadTask(t, dir, limit)
+		lt, err := loadTask(s, t, dir, o)
 		if err != nil {
 			return nil, err
 		}
-		for _, d := range lt.docs {
-			total += len(d.Requests(t.Kind))
-		}
+		total += len(lt.reqs)
 		lts = append(lts, lt)
 	}
-	rep := &Report{MeanMetric: "acc", Limit: limit, MaxLength: s.MaxLength(), BOS: s.BOS(), Harness: HarnessCommit}
+	rep := &Report{MeanMetric: "acc", Limit: o.Limit, MaxLength: s.MaxLength(), BOS: s.BOS(), Harness: HarnessCommit}
 	done := 0
 	for _, lt := range lts {
 		tr, err := runTask(s, lt, func(d, _ int) {
@@ -100,53 +113,73 @@ func Evaluate(s *Scorer, ts []*Task, dir string, limit int, progress func(done, 
 		if err != nil {
 			return nil, err
 		}
-		done += countRequests(lt)
+		done += len(lt.reqs)
 		rep.add(tr)
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
 }
 
-func loadTask(t *Task, dir string, limit int) (loadedTask, error) {
-	path := t.Path(dir)
-	raw, err := os.ReadFile(path)
+func loadTask(s *Scorer, t *Task, dir string, o EvalOptions) (*loadedTask, error) {
+	raw, err := os.ReadFile(t.Path(dir))
 	if err != nil {
-		return loadedTask{}, fmt.Errorf("task %s: %w", t.Name, err)
+		return nil, fmt.Errorf("task %s: %w", t.Name, err)
 	}
 	docs, err := t.Load(dir)
 	if err != nil {
-		return loadedTask{}, fmt.Errorf("task %s: %w", t.Name, err)
+		return nil, fmt.Errorf("task %s: %w", t.Name, err)
 	}
 	sum := sha256.Sum256(raw)
-	lt := loadedTask{Task: t, docs: docs, available: len(docs), sha: hex.EncodeToString(sum[:])}
-	if limit > 0 && limit < len(docs) {
-		lt.docs = docs[:limit]
+	lt := &loadedTask{Task: t, available: len(docs), sha: hex.EncodeToString(sum[:])}
+	if o.Limit > 0 && o.Limit < len(docs) {
+		docs = docs[:o.Limit]
+	}
+	lt.limited = len(docs)
+	for _, d := range docs {
+		if err := lt.encode(s, d, o.SkipTooLong); err != nil {
+			return nil, err
+		}
+	}
+	if len(lt.docs) == 0 {
+		return nil, fmt.Errorf("task %s: no document fits the model's context of %d tokens", t.Name, s.MaxLength())
 	}
 	return lt, nil
 }
 
-func countRequests(lt loadedTask) int {
-	n := 0
-	for _, d := range lt.docs {
-		n += len(d.Requests(lt.Kind))
+// encode prepares d's requests, or drops d when a continuation is too
+// long and skip is set.
+func (lt *loadedTask) encode(s *Scorer, d Doc, skip bool) error {
+	var ps []prepared
+	for _, r := range d.Requests(lt.Kind) {
+		p, err := s.prepare(len(lt.reqs)+len(ps), r)
+		if errors.Is(err, ErrTooLong) && skip {
+			lt.skipped = append(lt.skipped, d.Line)
+			return nil
+		}
+		if err != nil {
+			hint := ""
+			if errors.Is(err, ErrTooLong) {
+				hint = " (the harness stops here too; --tasks-skip-too-long drops such items and reports them)"
+			}
+			return fmt.Errorf("task %s: %s:%d: %w%s", lt.Name, lt.File, d.Line, err, hint)
+		}
+		ps = append(ps, p)
 	}
-	return n
+	lt.docs = append(lt.docs, d)
+	lt.reqs = append(lt.reqs, ps...)
+	return nil
 }
 
-// runTask scores every request of the task in one Score call (so batches
-// of equal length span documents) and computes the metrics.
-func runTask(s *Scorer, lt loadedTask, progress func(done, total int)) (TaskResult, error) {
+// runTask scores every request of the task in one run (so batches of
+// equal length span documents) and computes the metrics.
+func runTask(s *Scorer, lt *loadedTask, progress func(done, total int)) (TaskResult, error) {
 	start := time.Now()
-	var reqs []Request
-	for _, d := range lt.docs {
-		reqs = append(reqs, d.Requests(lt.Kind)...)
-	}
-	res, err := s.Score(reqs, progress)
+	res, err := s.run(lt.reqs, progress)
 	if err != nil {
 		return TaskResult{}, fmt.Errorf("task %s: %w", lt.Name, err)
 	}
-	tr := TaskResult{Name: lt.Name, N: len(lt.docs), Available: lt.available, Split: lt.Split,
-		HarnessTask: lt.Harness, File: lt.File, SHA256: lt.sha}
+	tr := TaskResult{Name: lt.Name, N: len(lt.docs), Available: lt.available, Skipped: len(lt.skipped),
+		Split: lt.Split, HarnessTask: lt.Harness, File: lt.File, SHA256: lt.sha}
 	k := 0
 	for _, d := range lt.docs {
 		n := len(d.Requests(lt.Kind))
@@ -245,18 +278,35 @@ func meanStderr(x []float64) (float64, *float64) {
 	return m, &se
 }
 
-func noteFor(lt loadedTask, truncated, maxLen int) string {
+func noteFor(lt *loadedTask, truncated, maxLen int) string {
 	var parts []string
 	if lt.Note != "" {
 		parts = append(parts, lt.Note)
 	}
-	if len(lt.docs) < lt.available {
-		parts = append(parts, fmt.Sprintf("limited to the first %d of %d items", len(lt.docs), lt.available))
+	if lt.limited < lt.available {
+		parts = append(parts, fmt.Sprintf("limited to the first %d of %d items", lt.limited, lt.available))
+	}
+	if len(lt.skipped) > 0 {
+		parts = append(parts, fmt.Sprintf("%d items skipped (not in n): a continuation longer than the %d-token context, "+
+			"which the harness cannot score (lines %s)", len(lt.skipped), maxLen, lineList(lt.skipped, 10)))
 	}
 	if truncated > 0 {
 		parts = append(parts, fmt.Sprintf("%d items longer than %d tokens were left-truncated, as the harness does", truncated, maxLen))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// lineList prints at most max line numbers.
+func lineList(lines []int, max int) string {
+	var s []string
+	for i, l := range lines {
+		if i == max {
+			s = append(s, fmt.Sprintf("… %d more", len(lines)-max))
+			break
+		}
+		s = append(s, fmt.Sprint(l))
+	}
+	return strings.Join(s, ", ")
 }
 
 // add appends a task and updates the means and report-wide notes.

@@ -2,6 +2,8 @@ package tasks
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -112,7 +114,7 @@ func writeFile(t *testing.T, path, text string) {
 func TestEvaluateReport(t *testing.T) {
 	s := storiesScorer(t, Options{})
 	ts, _ := Parse("piqa,hellaswag,lambada_openai")
-	rep, err := Evaluate(s, ts, tasksDir(t), 4, nil)
+	rep, err := Evaluate(s, ts, tasksDir(t), EvalOptions{Limit: 4}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,8 +147,29 @@ func TestEvaluateReport(t *testing.T) {
 func TestEvaluateFailsBeforeScoring(t *testing.T) {
 	s := storiesScorer(t, Options{})
 	ts, _ := Parse("piqa,boolq")
-	_, err := Evaluate(s, ts, t.TempDir(), 0, func(int, int) { t.Fatal("scoring started") })
+	_, err := Evaluate(s, ts, t.TempDir(), EvalOptions{}, func(int, int) { t.Fatal("scoring started") })
 	if err == nil || !strings.Contains(err.Error(), "piqa") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// TestTooLongContinuation: piqa holds solutions longer than stories260K's
+// 512-token context. The harness asserts on them, so by default they stop
+// the run before any scoring (naming the file and line); with SkipTooLong
+// they are dropped, counted and listed.
+func TestTooLongContinuation(t *testing.T) {
+	s := storiesScorer(t, Options{MaxLength: 64})
+	ts, _ := Parse("piqa")
+	_, err := Evaluate(s, ts, tasksDir(t), EvalOptions{Limit: 40}, func(int, int) { t.Fatal("scoring started") })
+	if !errors.Is(err, ErrTooLong) || !strings.Contains(err.Error(), "piqa/piqa.jsonl:") {
+		t.Fatalf("error %v", err)
+	}
+	rep, err := Evaluate(s, ts, tasksDir(t), EvalOptions{Limit: 40, SkipTooLong: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := rep.Tasks[0]
+	if tr.Skipped == 0 || tr.N+tr.Skipped != 40 || !strings.Contains(tr.Note, fmt.Sprintf("%d items skipped", tr.Skipped)) {
+		t.Fatalf("n %d skipped %d note %q", tr.N, tr.Skipped, tr.Note)
 	}
 }

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -136,7 +137,7 @@ func (s *Scorer) prepare(i int, r Request) (prepared, error) {
 	case len(cont) == 0:
 		return prepared{}, fmt.Errorf("continuation %q encodes to no tokens", r.Continuation)
 	case len(cont) > s.maxLen:
-		return prepared{}, fmt.Errorf("continuation of %d tokens is longer than the model's context of %d", len(cont), s.maxLen)
+		return prepared{}, fmt.Errorf("%w: %d tokens, context %d", ErrTooLong, len(cont), s.maxLen)
 	}
 	all := make([]int32, 0, len(ctx)+len(cont))
 	for _, t := range ctx {
@@ -150,6 +151,11 @@ func (s *Scorer) prepare(i int, r Request) (prepared, error) {
 	return prepared{idx: i, inp: all[:len(all)-1], targets: all[len(all)-len(cont):], trunc: trunc}, nil
 }
 
+// ErrTooLong marks a request whose continuation alone exceeds the
+// model's context: the harness asserts len(continuation) <= max_length,
+// so no harness-faithful score exists for it.
+var ErrTooLong = errors.New("continuation is longer than the model's context")
+
 // Score answers every request. Requests whose model inputs are identical
 // share one forward pass (for one-token answers such as BoolQ's " no" /
 // " yes" the input is the context alone: the harness's logits cache does
@@ -158,11 +164,21 @@ func (s *Scorer) prepare(i int, r Request) (prepared, error) {
 // sequence cannot change its outputs. progress, if set, is called after
 // each batch with the number of requests answered so far.
 func (s *Scorer) Score(reqs []Request, progress func(done, total int)) ([]Result, error) {
-	groups, err := s.group(reqs)
-	if err != nil {
-		return nil, err
+	ps := make([]prepared, len(reqs))
+	for i, r := range reqs {
+		p, err := s.prepare(i, r)
+		if err != nil {
+			return nil, fmt.Errorf("request %d: %w", i, err)
+		}
+		ps[i] = p
 	}
-	out := make([]Result, len(reqs))
+	return s.run(ps, progress)
+}
+
+// run scores prepared requests; p.idx must number them 0..len(ps)-1.
+func (s *Scorer) run(ps []prepared, progress func(done, total int)) ([]Result, error) {
+	groups := group(ps)
+	out := make([]Result, len(ps))
 	done := 0
 	for i := 0; i < len(groups); {
 		t := len(groups[i].inp)
@@ -175,7 +191,7 @@ func (s *Scorer) Score(reqs []Request, progress func(done, total int)) ([]Result
 		}
 		i = j
 		if progress != nil {
-			progress(done, len(reqs))
+			progress(done, len(ps))
 		}
 	}
 	return out, nil
@@ -187,16 +203,12 @@ type inputGroup struct {
 	members []prepared
 }
 
-// group prepares every request and merges those with the same input,
-// longest inputs first (ties in request order, so runs are reproducible).
-func (s *Scorer) group(reqs []Request) ([]inputGroup, error) {
+// group merges requests with the same input, longest inputs first (ties
+// in request order, so runs are reproducible).
+func group(ps []prepared) []inputGroup {
 	var groups []inputGroup
 	index := map[string]int{}
-	for i, r := range reqs {
-		p, err := s.prepare(i, r)
-		if err != nil {
-			return nil, fmt.Errorf("request %d: %w", i, err)
-		}
+	for _, p := range ps {
 		key := tokenKey(p.inp)
 		g, ok := index[key]
 		if !ok {
@@ -207,7 +219,7 @@ func (s *Scorer) group(reqs []Request) ([]inputGroup, error) {
 		groups[g].members = append(groups[g].members, p)
 	}
 	sort.SliceStable(groups, func(a, b int) bool { return len(groups[a].inp) > len(groups[b].inp) })
-	return groups, nil
+	return groups
 }
 
 func tokenKey(ids []int32) string {

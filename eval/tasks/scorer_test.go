@@ -123,7 +123,7 @@ func TestScoreErrors(t *testing.T) {
 		r    Request
 		want string
 	}{
-		{Request{"Once", strings.Repeat(" upon a time", 10)}, "longer than the model's context of 8"},
+		{Request{"Once", strings.Repeat(" upon a time", 10)}, "longer than the model's context: 30 tokens, context 8"},
 		{Request{"Once upon a time", ""}, "encodes to no tokens"},
 	} {
 		_, err := s.Score([]Request{c.r}, nil)
