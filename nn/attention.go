@@ -26,6 +26,7 @@ type attnScratch[T Float] struct {
 	p, dp  []T // attnBlock × T probabilities and their gradient
 	kt, vt []T // hd × T transposed keys and values of the current head
 	ot     []T // hd × attnBlock transposed output block (narrow heads)
+	inv    []float64
 	// Narrow-head backward: transposed gradients of K and V (hd × T),
 	// and a transposed block of dOut or Q (hd × attnBlock).
 	dkt, dvt, bt []T
@@ -71,7 +72,7 @@ func newScratch[T Float](t, hd int, grad bool) []attnScratch[T] {
 	blk := min(attnBlock, t)
 	for i := range s {
 		s[i].p, s[i].kt, s[i].vt = make([]T, blk*t), make([]T, hd*t), make([]T, hd*t)
-		s[i].ot = make([]T, hd*blk)
+		s[i].ot, s[i].inv = make([]T, hd*blk), make([]float64, blk)
 		if grad {
 			s[i].dp = make([]T, blk*t)
 			s[i].dkt, s[i].dvt, s[i].bt = make([]T, hd*t), make([]T, hd*t), make([]T, hd*blk)
@@ -104,18 +105,27 @@ func attention[T Float](out, q, k, v []T, a attnShape, scratch []attnScratch[T])
 			qo := b*a.T*a.qdim() + h*a.hd
 			for r0 := 0; r0 < a.T; r0 += attnBlock {
 				r1 := min(a.T, r0+attnBlock)
-				probs(s.p, q[qo:], s.kt, a, r0, r1)
+				// Unnormalised probabilities: each output row is scaled by
+				// 1/Σ afterwards, one pass over hd values instead of r1.
+				inv := s.inv[:r1-r0]
+				expScores(s.p, q[qo:], s.kt, a, r0, r1, inv)
 				o := out[qo+r0*a.qdim():]
+				m := r1 - r0
 				if !narrow {
-					Gemm(false, false, r1-r0, a.hd, r1, 1, s.p, r1, v[ko:], a.kvdim(), 0, o, a.qdim())
+					Gemm(false, false, m, a.hd, r1, 1, s.p, r1, v[ko:], a.kvdim(), 0, o, a.qdim())
+					for i := 0; i < m; i++ {
+						row := o[i*a.qdim() : i*a.qdim()+a.hd]
+						for d := range row {
+							row[d] = T(float64(row[d]) * inv[i])
+						}
+					}
 					continue
 				}
 				// Oᵀ = Vᵀ·Pᵀ: dot products over the r1 keys.
-				m := r1 - r0
 				Gemm(false, true, a.hd, m, r1, 1, s.vt, a.T, s.p, r1, 0, s.ot, m)
 				for i := 0; i < m; i++ {
 					for d := 0; d < a.hd; d++ {
-						o[i*a.qdim()+d] = s.ot[d*m+i]
+						o[i*a.qdim()+d] = T(float64(s.ot[d*m+i]) * inv[i])
 					}
 				}
 			}
@@ -127,6 +137,20 @@ func attention[T Float](out, q, k, v []T, a attnShape, scratch []attnScratch[T])
 // query rows [r0, r1) of one head against keys [0, r1) (kt is the head's
 // transposed keys). Masked entries are exactly zero; sums are float64.
 func probs[T Float](p, q, kt []T, a attnShape, r0, r1 int) {
+	var invBuf [attnBlock]float64
+	inv := invBuf[:r1-r0]
+	expScores(p, q, kt, a, r0, r1, inv)
+	for i := r0; i < r1; i++ {
+		row := p[(i-r0)*r1 : (i-r0+1)*r1]
+		for j := range row[:i+1] {
+			row[j] = T(float64(row[j]) * inv[i-r0])
+		}
+	}
+}
+
+// expScores fills p with exp(score − row max) on the causal (and sliding)
+// window, exact zeros elsewhere, and inv[i] with 1/Σ of row i.
+func expScores[T Float](p, q, kt []T, a attnShape, r0, r1 int, inv []float64) {
 	scale := T(1 / math.Sqrt(float64(a.hd)))
 	fast := isF32[T]()
 	Gemm(false, false, r1-r0, r1, a.hd, scale, q[r0*a.qdim():], a.qdim(), kt, a.T, 0, p, r1)
@@ -155,11 +179,8 @@ func probs[T Float](p, q, kt []T, a attnShape, r0, r1 int) {
 			row[j] = T(e)
 			sum += e
 		}
-		inv := 1 / sum
+		inv[i-r0] = 1 / sum
 		clear(row[:lo])
-		for j := lo; j <= i; j++ {
-			row[j] = T(float64(row[j]) * inv)
-		}
 		clear(row[i+1:])
 	}
 }

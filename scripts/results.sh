@@ -46,4 +46,13 @@ mkdir -p "$(dirname "$DOC")" docs/img
 	--order magnitude,wanda,ria,sparsegpt,unipruning-reference,unipruning-global,unipruning-frozen,unipruning-global+galloc \
 	--title "Perplexity of pruned stories260K (TinyStories validation head, lines, seqlen 256; lower is better; best per column in bold)" \
 	--md "$OUT/table.md"
-echo "table written to $OUT/table.md; docs/results.md embeds it" >&2
+# Replace the generated block of docs/results.md (between the markers).
+if [ -f "$DOC" ] && grep -q '<!-- BEGIN GENERATED TABLE -->' "$DOC"; then
+	awk -v table="$OUT/table.md" '
+		/<!-- BEGIN GENERATED TABLE -->/ { print; while ((getline line < table) > 0) print line; skip = 1; next }
+		/<!-- END GENERATED TABLE -->/ { skip = 0 }
+		!skip { print }' "$DOC" > "$DOC.tmp" && mv "$DOC.tmp" "$DOC"
+else
+	{ echo "# Results"; echo; echo "<!-- BEGIN GENERATED TABLE -->"; cat "$OUT/table.md"; echo "<!-- END GENERATED TABLE -->"; } > "$DOC"
+fi
+echo "docs/results.md updated from $OUT/table.md" >&2

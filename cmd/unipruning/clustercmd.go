@@ -181,6 +181,7 @@ epoch are refused (fencing). --standby holds it in reserve to replace a failed s
 			}
 			defer srv.Close()
 			reg := prometheus.NewRegistry()
+			registerShardMetrics(reg, srv)
 			serveMetrics(metrics, reg, log)
 			host, _ := os.Hostname()
 			if _, err := shard.RegisterWith(ctx, conn, subj, shard.RegisterRequest{ID: id, Addr: fmt.Sprintf("%s/%d", host, os.Getpid()), Standby: standby}); err != nil {
@@ -407,4 +408,21 @@ func printStatus(st coordinator.Status) {
 // quietLogger keeps the one-process mode's console to warnings.
 func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// registerShardMetrics exposes a shard server's state and pipe counters.
+func registerShardMetrics(reg *prometheus.Registry, srv *shard.Server) {
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	gauge("unipruning_shard_epoch", "Assignment epoch the shard serves.", func() float64 { return float64(srv.Status().Epoch) })
+	gauge("unipruning_shard_step", "Last step whose Γ the shard applied.", func() float64 { return float64(srv.Status().Step) })
+	gauge("unipruning_shard_layers", "Decoder layers the shard owns.", func() float64 {
+		p := srv.Status().Part
+		return float64(p.To - p.From)
+	})
+	// The pipe is rebuilt at every epoch, so its counters are per epoch.
+	gauge("unipruning_shard_pipe_bytes_sent", "Activation/gradient bytes sent to neighbours in the current epoch.", func() float64 { return float64(srv.PipeStats().BytesSent) })
+	gauge("unipruning_shard_pipe_bytes_received", "Activation/gradient bytes received in the current epoch.", func() float64 { return float64(srv.PipeStats().BytesReceived) })
+	gauge("unipruning_shard_pipe_retransmits", "Frames retransmitted on the pipe in the current epoch.", func() float64 { return float64(srv.PipeStats().Retransmits) })
 }
