@@ -8,6 +8,7 @@ import (
 	"runtime"
 
 	"github.com/unipruning/unipruning/eval"
+	"github.com/unipruning/unipruning/eval/tasks"
 )
 
 // Matrix is the outcome for one target matrix.
@@ -65,6 +66,9 @@ type Report struct {
 	Total       float64            `json:"total_sparsity"`
 	Dense       []string           `json:"dense_matrices,omitempty"`
 	Evals       []Eval             `json:"evals,omitempty"`
+	// ZeroShot holds lm-evaluation-harness task accuracy by model
+	// ("dense", "pruned") when --tasks was given.
+	ZeroShot map[string]*tasks.Report `json:"zero_shot,omitempty"`
 	Seconds     map[string]float64 `json:"seconds"`
 	Machine     Machine            `json:"machine"`
 }

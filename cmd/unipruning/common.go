@@ -99,6 +99,17 @@ func (p *progress) Set(done int, extra string) {
 	}
 }
 
+// SetTotal changes the amount of work (known only once it starts).
+func (p *progress) SetTotal(n int) {
+	if n == p.total {
+		return
+	}
+	p.total = n
+	if p.bar != nil {
+		p.bar.ChangeMax(n)
+	}
+}
+
 // Done finishes the bar.
 func (p *progress) Done() {
 	if p.bar != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/unipruning/unipruning/eval"
+	"github.com/unipruning/unipruning/eval/tasks"
 	"github.com/unipruning/unipruning/nn"
 )
 
@@ -14,17 +15,19 @@ type evalFlags struct {
 	model, tokenizer, dataset, text string
 	seqlen, batch, limit            int
 	json                            bool
+	tasks                           taskFlags
 }
 
 // evalResult is the JSON result of `unipruning eval`.
 type evalResult struct {
-	eval.Manifest
-	Model     string  `json:"model"`
-	PPL       float64 `json:"ppl"`
-	NLL       float64 `json:"nll"`
-	Predicted int     `json:"predicted"`
-	Seconds   float64 `json:"seconds"`
-	Kernel    string  `json:"kernel"`
+	*eval.Manifest
+	Model     string        `json:"model"`
+	PPL       float64       `json:"ppl,omitempty"`
+	NLL       float64       `json:"nll,omitempty"`
+	Predicted int           `json:"predicted,omitempty"`
+	Seconds   float64       `json:"seconds"`
+	Kernel    string        `json:"kernel"`
+	ZeroShot  *tasks.Report `json:"zero_shot,omitempty"`
 }
 
 func evalCmd() *cobra.Command {
@@ -32,7 +35,8 @@ func evalCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "eval",
 		Short: "Perplexity of a model under a standard protocol (wikitext2, c4, lines)",
-		Long: `Scores a model's perplexity = exp(mean next-token NLL over all predicted tokens).
+		Long: `Scores a model's perplexity = exp(mean next-token NLL over all predicted tokens) and/or,
+with --tasks, its zero-shot accuracy as lm-evaluation-harness computes it.
 
 Protocols (DESIGN §2.6):
   wikitext2  rows of wiki.test.raw joined with "\n\n", tokenized once with BOS,
@@ -56,18 +60,54 @@ The report states model, protocol, file sha256, seqlen, windows and tokenizer.`,
 	fl.IntVar(&f.batch, "batch", 0, "windows per forward pass (default: about 4096 tokens' worth)")
 	fl.IntVar(&f.limit, "limit", 0, "score only the first N windows (0 = all); the report says so")
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object on stdout")
+	registerTaskFlags(cmd, &f.tasks)
 	return cmd
 }
 
 func runEval(f evalFlags) error {
-	if f.dataset == "" || f.text == "" {
-		return fmt.Errorf("--dataset and --text are required")
+	if (f.dataset == "" || f.text == "") && !f.tasks.enabled() {
+		return fmt.Errorf("give --dataset and --text (perplexity), --tasks (zero-shot accuracy), or both")
+	}
+	if (f.dataset == "") != (f.text == "") {
+		return fmt.Errorf("--dataset and --text go together")
 	}
 	m, err := openModel(f.model, f.tokenizer, true)
 	if err != nil {
 		return err
 	}
 	defer m.ck.Close()
+	out := evalResult{Model: f.model, Kernel: nn.ActiveKernel()}
+	start := time.Now()
+	if f.dataset != "" {
+		if err := evalPerplexity(&f, m, &out); err != nil {
+			return err
+		}
+	}
+	if f.tasks.enabled() {
+		bar := newProgress(1, "zero-shot")
+		rep, err := runTasks(m.w, m.tok, &f.tasks, func(d, t int) { bar.SetTotal(t); bar.Set(d, "") })
+		bar.Done()
+		if err != nil {
+			return err
+		}
+		out.ZeroShot = rep
+	}
+	out.Seconds = time.Since(start).Seconds()
+	if f.json {
+		return printJSON(out)
+	}
+	if out.Manifest != nil {
+		fmt.Printf("model      %s\ndataset    %s  %s\nsha256     %s\ntokenizer  %s\nseqlen     %d  windows %d  predicted %d\nppl        %.4f  (mean NLL %.6f)\n",
+			out.Model, out.Dataset, out.Path, out.SHA256, out.Tokenizer, out.Seqlen, out.Windows, out.Predicted, out.PPL, out.NLL)
+	}
+	if out.ZeroShot != nil {
+		printTaskTable(out.ZeroShot)
+	}
+	return nil
+}
+
+// evalPerplexity runs the perplexity protocol into out.
+func evalPerplexity(f *evalFlags, m *loaded, out *evalResult) error {
 	if f.seqlen == 0 {
 		f.seqlen = min(2048, m.ck.Config.MaxSeq)
 	}
@@ -89,19 +129,12 @@ func runEval(f evalFlags) error {
 	if f.batch == 0 {
 		f.batch = eval.BatchFor(f.seqlen)
 	}
-	start := time.Now()
 	bar := newProgress(len(ws), "perplexity")
 	res, err := eval.Perplexity(nn.NewStage(m.w), ws, f.batch, func(d, t int) { bar.Set(d, "") })
 	bar.Done()
 	if err != nil {
 		return err
 	}
-	out := evalResult{Manifest: *man, Model: f.model, PPL: res.PPL(), NLL: res.Sum / float64(res.Count),
-		Predicted: res.Count, Seconds: time.Since(start).Seconds(), Kernel: nn.ActiveKernel()}
-	if f.json {
-		return printJSON(out)
-	}
-	fmt.Printf("model      %s\ndataset    %s  %s\nsha256     %s\ntokenizer  %s\nseqlen     %d  windows %d  predicted %d\nppl        %.4f  (mean NLL %.6f)  %.1fs\n",
-		out.Model, out.Dataset, out.Path, out.SHA256, out.Tokenizer, out.Seqlen, out.Windows, out.Predicted, out.PPL, out.NLL, out.Seconds)
+	out.Manifest, out.PPL, out.NLL, out.Predicted = man, res.PPL(), res.Sum/float64(res.Count), res.Count
 	return nil
 }

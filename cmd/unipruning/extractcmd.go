@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/unipruning/unipruning/eval/tasks"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune/extract"
@@ -137,7 +138,7 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 	if f.tokenizer == "" {
 		f.tokenizer = spec.Tokenizer
 	}
-	m, err := openModel(f.model, f.tokenizer, len(f.evals.texts) > 0 && !f.evals.skipDense)
+	m, err := openModel(f.model, f.tokenizer, f.evals.any() && !f.evals.skipDense)
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +148,12 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 	}
 	logf("Γ store %s loaded and checked in %.1fs", f.run, time.Since(start).Seconds())
 	var dense []report.Eval
+	denseRep := &report.Report{}
 	if m.w != nil {
 		if dense, err = f.evals.run("dense", m.w, m.tok, m.ck.TokenizerPath, spec.Seqlen); err != nil {
+			return nil, err
+		}
+		if err := f.evals.zeroShot("dense", m.w, m.tok, denseRep); err != nil {
 			return nil, err
 		}
 		m.w = nil
@@ -161,6 +166,12 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 				return fmt.Errorf("%s: %w", t.Name(), err)
 			}
 			rep.Evals = append(append([]report.Eval(nil), dense...), rep.Evals...)
+			if d := denseRep.ZeroShot["dense"]; d != nil {
+				if rep.ZeroShot == nil {
+					rep.ZeroShot = map[string]*tasks.Report{}
+				}
+				rep.ZeroShot["dense"] = d
+			}
 			rep.Seconds["total"] = time.Since(start).Seconds()
 			if err := rep.Write(filepath.Join(tmp, t.Name(), "report.json")); err != nil {
 				return err
@@ -255,15 +266,5 @@ func writeMasked(dir string, m *loaded, ms maskSpill, masks *maskfile.Writer, re
 		return err
 	}
 	rep.Seconds["write"] = time.Since(t0).Seconds()
-	if len(ev.texts) == 0 {
-		return nil
-	}
-	out, err := openModel(filepath.Join(dir, outputModelName(m.ck)), "", true)
-	if err != nil {
-		return fmt.Errorf("reloading the pruned output: %w", err)
-	}
-	defer out.ck.Close()
-	pruned, err := ev.run("pruned", out.w, out.tok, m.ck.TokenizerPath, seqlen)
-	rep.Evals = append(rep.Evals, pruned...)
-	return err
+	return evalOutput(dir, m, rep, ev, seqlen)
 }

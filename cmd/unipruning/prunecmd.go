@@ -11,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/unipruning/unipruning/eval"
+	"github.com/unipruning/unipruning/eval/tasks"
 	"github.com/unipruning/unipruning/model"
+	"github.com/unipruning/unipruning/model/tokenizer"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/prune/layerwise"
@@ -34,7 +36,11 @@ type evalSpec struct {
 	datasets, texts []string
 	seqlen          int
 	skipDense       bool
+	tasks           taskFlags
 }
+
+// any reports whether any evaluation was asked for.
+func (e *evalSpec) any() bool { return len(e.texts) > 0 || e.tasks.enabled() }
 
 func (e *evalSpec) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
@@ -42,6 +48,7 @@ func (e *evalSpec) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&e.texts, "eval-text", nil, "evaluate the dense and pruned model on this text (repeatable)")
 	fl.IntVar(&e.seqlen, "eval-seqlen", 0, "evaluation window length (default: the calibration --seqlen)")
 	fl.BoolVar(&e.skipDense, "eval-skip-dense", false, "evaluate only the pruned model (the dense figure is known)")
+	registerTaskFlags(cmd, &e.tasks)
 }
 
 func (e *evalSpec) validate() error {
@@ -72,6 +79,25 @@ func (e *evalSpec) dataset(i int) string {
 		return e.datasets[0]
 	}
 	return e.datasets[i]
+}
+
+// zeroShot scores the --tasks on a model into rep (label: dense, pruned).
+func (e *evalSpec) zeroShot(label string, w *nn.Weights[float32], tok tokenizer.Tokenizer, rep *report.Report) error {
+	if !e.tasks.enabled() {
+		return nil
+	}
+	bar := newProgress(1, "zero-shot "+label)
+	zs, err := runTasks(w, tok, &e.tasks, func(d, t int) { bar.SetTotal(t); bar.Set(d, "") })
+	bar.Done()
+	if err != nil {
+		return err
+	}
+	if rep.ZeroShot == nil {
+		rep.ZeroShot = map[string]*tasks.Report{}
+	}
+	rep.ZeroShot[label] = zs
+	logf("zero-shot %s: mean acc %.4f over %d tasks", label, zs.MeanAcc, len(zs.Tasks))
+	return nil
 }
 
 // run scores a model on every requested text.
@@ -228,7 +254,7 @@ func runPrune(f pruneFlags) error {
 		return err
 	}
 	start := time.Now()
-	m, err := openModel(f.model, f.tokenizer, len(f.evals.texts) > 0 && !f.evals.skipDense)
+	m, err := openModel(f.model, f.tokenizer, f.evals.any() && !f.evals.skipDense)
 	if err != nil {
 		return err
 	}
@@ -258,6 +284,9 @@ func runPrune(f pruneFlags) error {
 			return err
 		}
 		rep.Evals = append(rep.Evals, dense...)
+		if err := f.evals.zeroShot("dense", m.w, m.tok, rep); err != nil {
+			return err
+		}
 		m.w = nil // free the dense copy; the engine streams layers
 	}
 	err = model.WriteDirAtomically(f.out, f.force, func(tmp string) error {
@@ -325,7 +354,12 @@ func writeOutput(dir string, m *loaded, spill *model.Spill, masks *maskfile.Writ
 		return err
 	}
 	rep.Seconds["write"] = time.Since(t0).Seconds()
-	if len(ev.texts) == 0 {
+	return evalOutput(dir, m, rep, ev, seqlen)
+}
+
+// evalOutput reloads a written output and evaluates it as asked.
+func evalOutput(dir string, m *loaded, rep *report.Report, ev *evalSpec, seqlen int) error {
+	if !ev.any() {
 		return nil
 	}
 	out, err := openModel(filepath.Join(dir, outputModelName(m.ck)), "", true)
@@ -335,7 +369,10 @@ func writeOutput(dir string, m *loaded, spill *model.Spill, masks *maskfile.Writ
 	defer out.ck.Close()
 	pruned, err := ev.run("pruned", out.w, out.tok, m.ck.TokenizerPath, seqlen)
 	rep.Evals = append(rep.Evals, pruned...)
-	return err
+	if err != nil {
+		return err
+	}
+	return ev.zeroShot("pruned", out.w, out.tok, rep)
 }
 
 // outputModelName is the model path inside an output directory.
@@ -357,6 +394,12 @@ func finishReport(rep *report.Report, out string, asJSON bool) error {
 	fmt.Println()
 	for _, e := range rep.Evals {
 		fmt.Printf("ppl %-6s %-9s %s: %.4f\n", e.Model, e.Manifest.Dataset, filepath.Base(e.Manifest.Path), e.PPL)
+	}
+	for _, label := range []string{"dense", "pruned"} {
+		if zs := rep.ZeroShot[label]; zs != nil {
+			fmt.Printf("zero-shot (%s model):\n", label)
+			printTaskTable(zs)
+		}
 	}
 	return nil
 }

@@ -105,7 +105,8 @@ func runTasks(w *nn.Weights[float32], tok tokenizer.Tokenizer, t *taskFlags, pro
 func printTaskTable(r *tasks.Report) { fprintTaskTable(os.Stdout, r) }
 
 // fprintTaskTable writes one row per task (acc and acc_norm with the
-// harness's standard errors, n), the mean accuracy and every caveat.
+// harness's standard errors, n), the mean accuracy and every task's
+// caveats (which include the HellaSwag subset).
 func fprintTaskTable(out io.Writer, r *tasks.Report) {
 	bos := "with BOS"
 	if !r.BOS {
@@ -127,9 +128,6 @@ func fprintTaskTable(out io.Writer, r *tasks.Report) {
 		if t.Note != "" {
 			fmt.Fprintf(out, "note %s: %s\n", t.Name, t.Note)
 		}
-	}
-	for _, n := range r.Notes {
-		fmt.Fprintf(out, "note: %s\n", n)
 	}
 }
 

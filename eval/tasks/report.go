@@ -287,11 +287,11 @@ func noteFor(lt *loadedTask, truncated, maxLen int) string {
 		parts = append(parts, fmt.Sprintf("limited to the first %d of %d items", lt.limited, lt.available))
 	}
 	if len(lt.skipped) > 0 {
-		parts = append(parts, fmt.Sprintf("%d items skipped (not in n): a continuation longer than the %d-token context, "+
+		parts = append(parts, fmt.Sprintf("skipped, not in n: %d items with an answer longer than the %d-token context, "+
 			"which the harness cannot score (lines %s)", len(lt.skipped), maxLen, lineList(lt.skipped, 10)))
 	}
 	if truncated > 0 {
-		parts = append(parts, fmt.Sprintf("%d items longer than %d tokens were left-truncated, as the harness does", truncated, maxLen))
+		parts = append(parts, fmt.Sprintf("left-truncated to the last %d tokens, as the harness does: %d of %d items", maxLen, truncated, len(lt.docs)))
 	}
 	return strings.Join(parts, "; ")
 }

@@ -169,7 +169,7 @@ func TestTooLongContinuation(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := rep.Tasks[0]
-	if tr.Skipped == 0 || tr.N+tr.Skipped != 40 || !strings.Contains(tr.Note, fmt.Sprintf("%d items skipped", tr.Skipped)) {
+	if tr.Skipped == 0 || tr.N+tr.Skipped != 40 || !strings.Contains(tr.Note, fmt.Sprintf("skipped, not in n: %d items", tr.Skipped)) {
 		t.Fatalf("n %d skipped %d note %q", tr.N, tr.Skipped, tr.Note)
 	}
 }

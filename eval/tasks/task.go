@@ -97,8 +97,15 @@ var registry = []*Task{
 		Kind: Loglikelihood, Extra: true, load: loadLambada},
 }
 
-const arcNote = "every record has 4 choices; a few repeat a choice text (3-option questions padded?): " +
-	"a repeated choice scores identically and the first copy wins the argmax, so acc/acc_norm are unaffected"
+// arcNote: the gauntlet file gives every question 4 choices; 11 records
+// (7 easy, 4 challenge) repeat an earlier choice's text, most likely
+// 3-option questions padded. A repeat scores exactly like its first copy
+// and np.argmax keeps the first, and no gold index points at a repeat
+// (checked), so acc and acc_norm equal the harness's on the 3 options.
+// Whether the official split's few 5-option questions (if any) were cut to
+// 4 cannot be told from the file.
+const arcNote = "the data file pads 3-option questions to 4 choices by repeating one; a repeat scores " +
+	"identically and never beats its first copy, so acc/acc_norm are unaffected"
 
 // PaperTasks are the seven tasks whose mean accuracy the pruning papers
 // tabulate (Wanda's eval_zero_shot task_list, reused by RIA and UniPruning).
