@@ -167,3 +167,26 @@ func checkCounts(t *testing.T, method, target string, m report.Matrix, kept int)
 		}
 	}
 }
+
+// TestPruneReportZeroShot: with --tasks the report carries the zero-shot
+// table of the dense and the pruned model.
+func TestPruneReportZeroShot(t *testing.T) {
+	f := storiesPrune(t, "magnitude")
+	f.sparsity = 0.5
+	f.evals.tasks.list = "arc_easy,winogrande"
+	f.evals.tasks.limit = 6
+	f.evals.tasks.dir = filepath.Dir(filepath.Dir(shareddata.Path(t, "tasks/arc_easy/arc_easy.jsonl")))
+	if err := runPrune(f); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := report.Read(filepath.Join(f.out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, label := range []string{"dense", "pruned"} {
+		zs := rep.ZeroShot[label]
+		if zs == nil || len(zs.Tasks) != 2 || zs.Tasks[0].N != 6 {
+			t.Fatalf("%s zero-shot report missing or wrong: %+v", label, zs)
+		}
+	}
+}
