@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,7 +67,7 @@ func gammaValues(t *testing.T, dir string) ([]float32, []int32) {
 	for n := range st.Gamma {
 		names = append(names, n)
 	}
-	sortStrings(names)
+	sort.Strings(names)
 	var g []float32
 	var f []int32
 	for _, n := range names {
@@ -74,14 +75,6 @@ func gammaValues(t *testing.T, dir string) ([]float32, []int32) {
 		f = append(f, st.First[n]...)
 	}
 	return g, f
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
 
 func sameBits(a, b []float32) bool {
