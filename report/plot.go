@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"sort"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -20,7 +21,13 @@ func PlotMatrixSparsity(r *Report, title, path string) error {
 	p.Title.Text = title
 	p.X.Label.Text = "decoder layer (7 matrices each: q k v o gate up down)"
 	p.Y.Label.Text = "sparsity"
-	p.Y.Min, p.Y.Max = 0, 1
+	p.Y.Min, p.Y.Max = 0, 1.6 // headroom for the legend
+	layers := len(r.Matrices) / 7
+	var ticks []plot.Tick
+	for l := 0; l <= layers; l++ {
+		ticks = append(ticks, plot.Tick{Value: float64(l), Label: strconv.Itoa(l)})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
 	kinds := map[string]plotter.XYs{}
 	var order []string
 	for i, m := range r.Matrices {
@@ -73,7 +80,8 @@ func PlotPPLvsSparsity(series []Series, dense float64, title, path string) error
 	p.X.Label.Text = "sparsity"
 	p.Y.Label.Text = "perplexity (log scale)"
 	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{}
+	p.Y.Tick.Marker = logTicks{}
+	lo, hi := math.Inf(1), math.Inf(-1)
 	for i, s := range series {
 		var xs []float64
 		for x := range s.Points {
@@ -84,23 +92,47 @@ func PlotPPLvsSparsity(series []Series, dense float64, title, path string) error
 		for _, x := range xs {
 			if v := s.Points[x]; v > 0 && !math.IsInf(v, 0) {
 				pts = append(pts, plotter.XY{X: x, Y: v})
+				lo, hi = math.Min(lo, v), math.Max(hi, v)
 			}
 		}
 		l, sc, err := plotter.NewLinePoints(pts)
 		if err != nil {
 			return err
 		}
+		// Colours repeat after 7; dashes tell the second round apart.
 		l.Color, sc.Color, sc.Shape = plotutil.Color(i), plotutil.Color(i), plotutil.Shape(i)
+		l.Dashes = plotutil.Dashes(i / 7)
 		p.Add(l, sc)
 		p.Legend.Add(s.Name, l, sc)
 	}
 	if dense > 0 {
+		lo = math.Min(lo, dense)
 		ref := plotter.NewFunction(func(float64) float64 { return dense })
 		ref.Color = color.Gray{Y: 120}
 		ref.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
 		p.Add(ref)
 		p.Legend.Add(fmt.Sprintf("dense %.2f", dense), ref)
 	}
+	if lo < hi {
+		p.Y.Min, p.Y.Max = lo/1.2, hi*1.2
+	}
 	p.Legend.Top, p.Legend.Left = true, true
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
+}
+
+// logTicks labels 1, 2, 5 × powers of ten (gonum's LogTicks labels only
+// the powers, which leaves a narrow range unlabelled).
+type logTicks struct{}
+
+func (logTicks) Ticks(min, max float64) []plot.Tick {
+	var ts []plot.Tick
+	for e := math.Floor(math.Log10(min)); e <= math.Ceil(math.Log10(max)); e++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, e)
+			if v >= min && v <= max {
+				ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', -1, 64)})
+			}
+		}
+	}
+	return ts
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -133,7 +134,10 @@ func rowOrder(cells map[string]map[string]resultCell, order []string) []string {
 
 func columnName(t string) string {
 	if s, ok := strings.CutPrefix(t, "sparsity-"); ok {
-		return strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(s, "0."), "0"), ".") + "%"
+		if v, err := strconv.ParseFloat(s, 64); err == nil {
+			return strconv.FormatFloat(100*v, 'f', -1, 64) + "%"
+		}
+		return s
 	}
 	return strings.Replace(strings.TrimPrefix(t, "pattern-"), "of", ":", 1)
 }
