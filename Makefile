@@ -14,7 +14,7 @@ TAGS ?= openblas
 endif
 GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS),)
 
-.PHONY: all setup build test test-short vet fmt demo bench fuzz results clean static
+.PHONY: all setup build test test-short vet fmt demo bench fuzz results clean static chaos
 
 all: build
 
@@ -54,6 +54,10 @@ demo: setup build
 ## bench: micro and model benchmarks (see docs/benchmarks.md)
 bench: build
 	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench . -benchtime 3x ./nn/ ./model/... ./eval/
+
+## chaos: fault-injection suites (processes on loopback; containers when docker works)
+chaos:
+	$(GO) test -tags chaos -count=1 -timeout 40m -v ./chaos/
 
 ## fuzz: short runs of every fuzz target
 fuzz:

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/unipruning/unipruning/internal/shareddata"
+	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune/gammastore"
 	"github.com/unipruning/unipruning/shard"
 )
@@ -173,13 +174,17 @@ func waitForLedgerStep(t *testing.T, path string, step int, timeout time.Duratio
 	t.Fatalf("the search did not reach step %d in %v", step, timeout)
 }
 
-// buildBinary compiles the command once per test run (pure Go, so it
-// needs no C toolchain).
+// buildBinary compiles the command with the same matrix kernel as this
+// test process: bitwise identity holds for one build (OpenBLAS and gonum
+// round differently).
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "unipruning")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	args := []string{"build", "-o", bin}
+	if nn.ActiveKernel() == "openblas" {
+		args = append(args, "-tags", "openblas")
+	}
+	cmd := exec.Command("go", append(args, ".")...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
