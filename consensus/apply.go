@@ -30,6 +30,8 @@ func (s *State) apply(index uint64, cmd Command) error {
 		return with(cmd, s.commitGradNorm)
 	case TypeCommitTau:
 		return with(cmd, s.commitTau)
+	case TypeCommitLoss:
+		return with(cmd, s.commitLoss)
 	case TypeAckStep:
 		return with(cmd, s.ackStep)
 	case TypeRecordCheckpoint:

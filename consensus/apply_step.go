@@ -47,6 +47,18 @@ func (s *State) commitGradNorm(p CommitGradNorm) error {
 	return nil
 }
 
+func (s *State) commitLoss(p CommitLoss) error {
+	f, err := s.begun(TypeCommitLoss, p.Step)
+	if err != nil {
+		return err
+	}
+	if err := commitOnce(TypeCommitLoss, &f.Loss, p.Loss); err != nil {
+		return err
+	}
+	s.Steps[p.Step] = f
+	return nil
+}
+
 func (s *State) commitTau(p CommitTau) error {
 	f, err := s.begun(TypeCommitTau, p.Step)
 	if err != nil {

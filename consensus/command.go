@@ -21,6 +21,7 @@ const (
 	TypeBeginStep        = "BeginStep"
 	TypeCommitGradNorm   = "CommitGradNorm"
 	TypeCommitTau        = "CommitTau"
+	TypeCommitLoss       = "CommitLoss"
 	TypeAckStep          = "AckStep"
 	TypeRecordCheckpoint = "RecordCheckpoint"
 	TypeRollback         = "Rollback"
@@ -32,7 +33,7 @@ const (
 // carry 0 ("no epoch"), in which case they are not fenced.
 var fencedTypes = map[string]bool{
 	TypeAssign: true, TypeBeginStep: true, TypeCommitGradNorm: true,
-	TypeCommitTau: true, TypeAckStep: true, TypeRecordCheckpoint: true,
+	TypeCommitTau: true, TypeCommitLoss: true, TypeAckStep: true, TypeRecordCheckpoint: true,
 	TypeRollback: true,
 }
 
@@ -116,6 +117,10 @@ type (
 		Step int     `json:"step"`
 		Tau  float64 `json:"tau"`
 	}
+	CommitLoss struct {
+		Step int     `json:"step"`
+		Loss float64 `json:"loss"`
+	}
 	AckStep struct {
 		Step  int    `json:"step"`
 		Shard string `json:"shard"`
@@ -145,6 +150,7 @@ func (Assign) CommandType() string           { return TypeAssign }
 func (BeginStep) CommandType() string        { return TypeBeginStep }
 func (CommitGradNorm) CommandType() string   { return TypeCommitGradNorm }
 func (CommitTau) CommandType() string        { return TypeCommitTau }
+func (CommitLoss) CommandType() string       { return TypeCommitLoss }
 func (AckStep) CommandType() string          { return TypeAckStep }
 func (RecordCheckpoint) CommandType() string { return TypeRecordCheckpoint }
 func (Rollback) CommandType() string         { return TypeRollback }
@@ -193,6 +199,12 @@ func NewBeginStep(id string, epoch uint64, step int, lr float64, sample int) (Co
 // NewCommitGradNorm records the global gradient norm of a step.
 func NewCommitGradNorm(id string, epoch uint64, step int, norm float64) (Command, error) {
 	return NewCommand(id, epoch, CommitGradNorm{Step: step, Norm: norm})
+}
+
+// NewCommitLoss records the mean loss of a step's window (reported in the
+// Γ store; not needed for recovery).
+func NewCommitLoss(id string, epoch uint64, step int, loss float64) (Command, error) {
+	return NewCommand(id, epoch, CommitLoss{Step: step, Loss: loss})
 }
 
 // NewCommitTau records the threshold τ of a step.

@@ -60,6 +60,7 @@ type StepFacts struct {
 	Sample   int      `json:"sample"`
 	GradNorm *float64 `json:"grad_norm,omitempty"`
 	Tau      *float64 `json:"tau,omitempty"`
+	Loss     *float64 `json:"loss,omitempty"`
 	Done     []string `json:"done,omitempty"` // shard IDs that acked, sorted
 }
 
@@ -157,6 +158,10 @@ func (f StepFacts) clone() StepFacts {
 	if f.Tau != nil {
 		v := *f.Tau
 		c.Tau = &v
+	}
+	if f.Loss != nil {
+		v := *f.Loss
+		c.Loss = &v
 	}
 	c.Done = slices.Clone(f.Done)
 	return c

@@ -27,13 +27,23 @@ type NodeConfig struct {
 	// Job, when set, is submitted by whichever replica leads first and
 	// finds no job in the log (every replica may be given the same file).
 	Job *Job
-	// Finish writes the Γ store when the search completes (on the leader).
-	Finish           func(ctx context.Context, spec shard.Spec, refs []shard.Ref, parts []nn.Part, steps map[int]StepFacts) error
+	// Finish writes the Γ store when the search completes (on the leader)
+	// and returns facts to record in Raft (e.g. the manifest's blob key).
+	Finish           func(ctx context.Context, spec shard.Spec, refs []shard.Ref, parts []nn.Part, steps map[int]StepFacts) (map[string]string, error)
 	HeartbeatTimeout time.Duration
-	Calls            shard.CallOptions
-	OnStep           func(StepInfo)
-	Log              *slog.Logger
-	Metrics          *Metrics
+	// MaxFailures consecutive failed attempts with the same error mark the
+	// job failed (0: 5). Attempts back off exponentially up to 10 s.
+	MaxFailures int
+	// Linger keeps a replica running this long after the job is done, so
+	// followers learn the final entries before the leader exits (0: 2 s).
+	Linger time.Duration
+	// StayAfterDone keeps serving status after the job ended (until ctx
+	// ends), e.g. under a StatefulSet that restarts exited containers.
+	StayAfterDone bool
+	Calls         shard.CallOptions
+	OnStep        func(StepInfo)
+	Log           *slog.Logger
+	Metrics       *Metrics
 }
 
 // Node is one coordinator replica. Every replica runs Run; the Raft leader
@@ -57,6 +67,12 @@ func NewNode(cfg NodeConfig) *Node {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
+	if cfg.MaxFailures == 0 {
+		cfg.MaxFailures = 5
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = 2 * time.Second
+	}
 	return &Node{cfg: cfg, log: cfg.Log.With("coordinator", cfg.ID), alive: newLiveness()}
 }
 
@@ -75,8 +91,8 @@ func (n *Node) Run(ctx context.Context) error {
 	lead, cancel := n.cfg.Raft.SubscribeLeader()
 	defer cancel()
 	for {
-		if n.cfg.Raft.State().Status == consensus.StatusDone {
-			return nil
+		if st := n.cfg.Raft.State().Status; st == consensus.StatusDone || st == consensus.StatusFailed {
+			return n.finish(ctx, st)
 		}
 		select {
 		case <-ctx.Done():
@@ -91,6 +107,25 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// finish lingers so the other replicas learn the final entries (a leader
+// that exits at once can leave a follower without a quorum), then returns
+// — or keeps serving status when asked to.
+func (n *Node) finish(ctx context.Context, status string) error {
+	if n.cfg.StayAfterDone {
+		n.log.Info("job ended; serving status until stopped", "status", status)
+		<-ctx.Done()
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(n.cfg.Linger):
+	}
+	if status == consensus.StatusFailed {
+		return fmt.Errorf("job failed: %s", n.cfg.Raft.State().Error)
+	}
+	return nil
 }
 
 func mustSubject(s string, err error) string {
@@ -144,6 +179,7 @@ func (n *Node) lead(ctx context.Context) error {
 	if err != nil || job == nil {
 		return err
 	}
+	backoff, same, last := 200*time.Millisecond, 0, ""
 	for attempt := 1; ; attempt++ {
 		if n.cfg.Raft.State().Status == consensus.StatusDone {
 			return nil
@@ -161,13 +197,24 @@ func (n *Node) lead(ctx context.Context) error {
 			return nil
 		}
 		n.cfg.Metrics.Recoveries.Inc()
-		n.log.Warn("attempt failed; recovering: new epoch, roll back to the newest common checkpoint, replay", "attempt", attempt, "err", err)
+		if err.Error() == last {
+			same++
+		} else {
+			same, last, backoff = 1, err.Error(), 200*time.Millisecond
+		}
+		if same >= n.cfg.MaxFailures {
+			n.log.Error("the same failure keeps recurring; marking the job failed", "attempts", same, "err", err)
+			n.setStatus(ctx, consensus.StatusFailed, err.Error())
+			return nil
+		}
+		n.log.Warn("attempt failed; recovering: new epoch, roll back to the newest common checkpoint, replay", "attempt", attempt, "err", err, "retry_in", backoff)
 		n.setStatus(ctx, consensus.StatusRecovering, err.Error())
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 
@@ -286,13 +333,26 @@ func (n *Node) drive(ctx context.Context, job *Job, remotes []shard.API, parts [
 	if d.Resumed > 0 {
 		n.log.Info("resumed", "from_step", d.Resumed, "epoch", epoch)
 	}
+	results := map[string]string{}
+	for i, r := range refs {
+		results[fmt.Sprintf("gamma/%d", i)] = r.Key
+	}
 	if n.cfg.Finish != nil {
-		if err := n.cfg.Finish(ctx, job.Spec, refs, parts, ledger.Steps()); err != nil {
+		more, err := n.cfg.Finish(ctx, job.Spec, refs, parts, ledger.Steps())
+		if err != nil {
 			return err
 		}
+		for k, v := range more {
+			results[k] = v
+		}
 	}
-	for i, r := range refs {
-		cmd, err := consensus.NewSetResult(fmt.Sprintf("gamma/%d", i), fmt.Sprintf("gamma/%d", i), r.Key)
+	keys := make([]string, 0, len(results))
+	for k := range results {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cmd, err := consensus.NewSetResult("result/"+k, k, results[k])
 		if err == nil {
 			_, err = n.cfg.Raft.Apply(ctx, cmd)
 		}

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -63,8 +64,10 @@ func (d *Driver) Run(ctx context.Context) ([]shard.Ref, error) {
 // resume restores every shard from the newest step they all checkpointed.
 func (d *Driver) resume(ctx context.Context) error {
 	step, ms := d.Ledger.LatestCommon(d.ranges())
-	if err := d.Ledger.Rollback(ctx, step, "resume"); err != nil {
-		return err
+	if step > 0 || len(d.Ledger.Steps()) > 0 { // nothing to roll back on a fresh start
+		if err := d.Ledger.Rollback(ctx, step, "resume"); err != nil {
+			return err
+		}
 	}
 	d.Resumed = step
 	if step == 0 && !d.Reset {
@@ -237,8 +240,9 @@ func (d *Driver) each(ctx context.Context, f func(ctx context.Context, i int, s 
 		}()
 	}
 	wg.Wait()
+	// Report the cause, not a sibling's cancellation caused by it.
 	for i, err := range errs {
-		if err != nil && err != context.Canceled {
+		if err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("shard %s: %w", d.Shards[i].ID(), err)
 		}
 	}

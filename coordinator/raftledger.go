@@ -16,14 +16,11 @@ import (
 type RaftLedger struct {
 	Node  *consensus.Node
 	Epoch uint64
-	// losses are kept in memory only (they are reported, not needed for
-	// recovery); a new leader reports none for earlier steps.
-	losses map[int]float64
 }
 
 // NewRaftLedger writes through node under epoch.
 func NewRaftLedger(node *consensus.Node, epoch uint64) *RaftLedger {
-	return &RaftLedger{Node: node, Epoch: epoch, losses: map[int]float64{}}
+	return &RaftLedger{Node: node, Epoch: epoch}
 }
 
 func (l *RaftLedger) apply(ctx context.Context, cmd consensus.Command, err error) error {
@@ -43,7 +40,10 @@ func (l *RaftLedger) BeginStep(ctx context.Context, k int, lr float64) error {
 // CommitStep commits step k's gradient norm and threshold.
 func (l *RaftLedger) CommitStep(ctx context.Context, k int, f StepFacts) error {
 	if f.Loss != nil {
-		l.losses[k] = *f.Loss
+		cmd, err := consensus.NewCommitLoss(fmt.Sprintf("loss/e%d/k%d", l.Epoch, k), l.Epoch, k, *f.Loss)
+		if err := l.apply(ctx, cmd, err); err != nil {
+			return err
+		}
 	}
 	if f.GradNorm != nil {
 		cmd, err := consensus.NewCommitGradNorm(fmt.Sprintf("norm/e%d/k%d", l.Epoch, k), l.Epoch, k, *f.GradNorm)
@@ -93,11 +93,7 @@ func (l *RaftLedger) Steps() map[int]StepFacts {
 	st := l.Node.State()
 	out := map[int]StepFacts{}
 	for k, f := range st.Steps {
-		sf := StepFacts{LR: f.LR, GradNorm: f.GradNorm, Tau: f.Tau}
-		if v, ok := l.losses[k]; ok {
-			sf.Loss = &v
-		}
-		out[k] = sf
+		out[k] = StepFacts{LR: f.LR, GradNorm: f.GradNorm, Tau: f.Tau, Loss: f.Loss}
 	}
 	return out
 }

@@ -22,6 +22,9 @@ type Status struct {
 	LastStepSeconds float64       `json:"last_step_seconds"`
 	Shards          []ShardStatus `json:"shards"`
 	Rollbacks       int           `json:"rollbacks"`
+	// Results are the job's final facts, e.g. gamma_manifest: the blob key
+	// of the Γ store's manifest (see `unipruning fetch`).
+	Results map[string]string `json:"results,omitempty"`
 }
 
 // ShardStatus is one member's line.
@@ -51,6 +54,7 @@ func (n *Node) Snapshot() Status {
 	s.Coordinator = n.cfg.ID
 	s.Leader, s.LeaderAddr = n.cfg.Raft.Leader()
 	s.State, s.Error, s.Epoch, s.Rollbacks = st.Status, st.Error, st.Assignment.Epoch, len(st.RolledBack)
+	s.Results = st.Results
 	if s.Step < st.Step {
 		s.Step = st.Step
 	}

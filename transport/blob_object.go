@@ -20,6 +20,13 @@ var _ BlobStore = (*ObjectBlobStore)(nil)
 // NewObjectBlobStore binds to the Object Store bucket, creating it (file
 // storage, one replica) if it does not exist.
 func NewObjectBlobStore(ctx context.Context, conn *Conn, bucket string) (*ObjectBlobStore, error) {
+	return NewObjectBlobStoreReplicas(ctx, conn, bucket, 1)
+}
+
+// NewObjectBlobStoreReplicas is NewObjectBlobStore creating the bucket (if
+// absent) with the given replica count: 3 on a 3-server JetStream cluster
+// keeps checkpoints through the loss of a server.
+func NewObjectBlobStoreReplicas(ctx context.Context, conn *Conn, bucket string, replicas int) (*ObjectBlobStore, error) {
 	if err := ValidateToken(bucket); err != nil {
 		return nil, fmt.Errorf("transport: object store bucket: %w", err)
 	}
@@ -33,6 +40,7 @@ func NewObjectBlobStore(ctx context.Context, conn *Conn, bucket string) (*Object
 			Bucket:      bucket,
 			Description: "unipruning checkpoint blobs (content-addressed by sha256)",
 			Storage:     jetstream.FileStorage,
+			Replicas:    max(1, replicas),
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) { // another process won the race
 			store, err = js.ObjectStore(ctx, bucket)

@@ -42,6 +42,14 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// ReadyTimeout bounds the wait for the listener; default 10 s.
 	ReadyTimeout time.Duration
+	// Cluster joins this server to a NATS cluster (routes between
+	// servers), so the bus survives the loss of one server; with
+	// JetStream, every server needs a unique Name and the same
+	// ClusterName.
+	ClusterName string
+	ClusterHost string
+	ClusterPort int      // 0 = no cluster listener
+	Routes      []string // nats-route://host:port of the other servers
 }
 
 // Server is a running embedded NATS server.
@@ -111,6 +119,9 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
 	}
+	if err := clusterOptions(opts, cfg); err != nil {
+		return nil, err
+	}
 	if opts.MaxPayload == 0 {
 		opts.MaxPayload = DefaultServerMaxPayload
 	}
@@ -118,6 +129,31 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 		return nil, fmt.Errorf("transport: server config: MaxPayload %d exceeds 64 MiB", cfg.MaxPayload)
 	}
 	return opts, serverSecurity(opts, cfg)
+}
+
+// clusterOptions sets up routes to the other servers of a NATS cluster.
+func clusterOptions(opts *server.Options, cfg ServerConfig) error {
+	if cfg.ClusterPort == 0 && len(cfg.Routes) == 0 {
+		return nil
+	}
+	if cfg.ClusterName == "" {
+		return errors.New("transport: server config: a cluster needs ClusterName")
+	}
+	if cfg.JetStream && cfg.Name == "" {
+		return errors.New("transport: server config: a JetStream cluster needs a unique server Name")
+	}
+	opts.Cluster.Name, opts.Cluster.Host, opts.Cluster.Port = cfg.ClusterName, cfg.ClusterHost, cfg.ClusterPort
+	if opts.Cluster.Host == "" {
+		opts.Cluster.Host = opts.Host
+	}
+	for _, r := range cfg.Routes {
+		u, err := url.Parse(r)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("transport: server config: route %q: want nats-route://host:port", r)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	return nil
 }
 
 // serverSecurity adds nkey users and TLS to opts.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -22,22 +23,26 @@ import (
 	"github.com/unipruning/unipruning/coordinator"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/prune/gammastore"
 	"github.com/unipruning/unipruning/shard"
 	"github.com/unipruning/unipruning/transport"
 )
 
 // natsFlags are the NATS connection options shared by the cluster roles.
 type natsFlags struct {
-	url, token, nkey, creds string
-	cert, key, ca           string
-	cluster                 string
-	blobs                   string
+	url, token, tokenFile string
+	nkey, creds           string
+	cert, key, ca         string
+	cluster               string
+	blobs                 string
+	replicas              int
 }
 
 func (f *natsFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.url, "nats", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated")
-	fl.StringVar(&f.token, "nats-token", "", "NATS authentication token")
+	fl.StringVar(&f.token, "nats-token", "", "NATS authentication token (visible in ps: prefer --nats-token-file or $UNIPRUNING_NATS_TOKEN)")
+	fl.StringVar(&f.tokenFile, "nats-token-file", "", "file holding the NATS authentication token")
 	fl.StringVar(&f.nkey, "nats-nkey", "", "file holding a NATS user nkey seed")
 	fl.StringVar(&f.creds, "nats-creds", "", "NATS .creds file")
 	fl.StringVar(&f.cert, "nats-cert", "", "client TLS certificate for NATS")
@@ -45,10 +50,31 @@ func (f *natsFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.ca, "nats-ca", "", "CA bundle that signs the NATS server certificate")
 	fl.StringVar(&f.cluster, "cluster", "default", "cluster name: namespaces every NATS subject, so several jobs can share a server")
 	fl.StringVar(&f.blobs, "blobs", "jetstream", "checkpoint/Γ blob store: jetstream (NATS Object Store bucket per cluster) or fs:DIR (a directory every process sees)")
+	fl.IntVar(&f.replicas, "blob-replicas", 1, "replicas of the JetStream bucket when this process creates it (3 on a 3-server NATS cluster)")
+}
+
+// resolveToken takes the token from --nats-token, --nats-token-file or
+// $UNIPRUNING_NATS_TOKEN, in that order.
+func (f *natsFlags) resolveToken() (string, error) {
+	if f.token != "" {
+		return f.token, nil
+	}
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("--nats-token-file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return os.Getenv("UNIPRUNING_NATS_TOKEN"), nil
 }
 
 func (f *natsFlags) connect(name string, log *slog.Logger) (*transport.Conn, transport.Subjects, error) {
-	opts := transport.Options{URL: f.url, Name: name, Token: f.token, NKeySeedFile: f.nkey, CredsFile: f.creds, Logger: log}
+	token, err := f.resolveToken()
+	if err != nil {
+		return nil, transport.Subjects{}, err
+	}
+	opts := transport.Options{URL: f.url, Name: name, Token: token, NKeySeedFile: f.nkey, CredsFile: f.creds, Logger: log}
 	if f.cert != "" || f.ca != "" {
 		opts.TLS = &transport.TLSFiles{CertFile: f.cert, KeyFile: f.key, CAFile: f.ca}
 	}
@@ -71,7 +97,7 @@ func (f *natsFlags) blobStore(ctx context.Context, conn *transport.Conn) (shard.
 	if f.blobs != "jetstream" {
 		return nil, fmt.Errorf("--blobs %q: want jetstream or fs:DIR", f.blobs)
 	}
-	return transport.NewObjectBlobStore(ctx, conn, "unipruning-"+f.cluster)
+	return transport.NewObjectBlobStoreReplicas(ctx, conn, "unipruning-"+f.cluster, f.replicas)
 }
 
 func newLogger() *slog.Logger {
@@ -99,7 +125,7 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) {
 
 func natsCmd() *cobra.Command {
 	var cfg transport.ServerConfig
-	var cert, key, ca, nkeys string
+	var cert, key, ca, nkeys, routes, tokenFile string
 	cmd := &cobra.Command{
 		Use:   "nats",
 		Short: "Run a NATS server (embedded nats-server, JetStream on) for a cluster",
@@ -114,6 +140,14 @@ the same server the one-process mode embeds.`,
 			}
 			if nkeys != "" {
 				cfg.NKeys = strings.Split(nkeys, ",")
+			}
+			cfg.Routes = splitList(routes)
+			if cfg.Token == "" && tokenFile != "" {
+				b, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return fmt.Errorf("--token-file: %w", err)
+				}
+				cfg.Token = strings.TrimSpace(string(b))
 			}
 			srv, err := transport.StartServer(cfg)
 			if err != nil {
@@ -137,7 +171,12 @@ the same server the one-process mode embeds.`,
 	fl.StringVar(&cert, "tls-cert", "", "server TLS certificate (enables TLS)")
 	fl.StringVar(&key, "tls-key", "", "server TLS key")
 	fl.StringVar(&ca, "tls-ca", "", "CA for client certificates (mutual TLS)")
-	fl.StringVar(&cfg.Name, "name", "unipruning-nats", "server name")
+	fl.StringVar(&cfg.Name, "name", "unipruning-nats", "server name (unique per server in a cluster)")
+	fl.StringVar(&tokenFile, "token-file", "", "file holding the client token")
+	fl.StringVar(&cfg.ClusterName, "cluster-name", "", "join a NATS cluster of this name (with --cluster-port and --routes)")
+	fl.StringVar(&cfg.ClusterHost, "cluster-host", "", "cluster listen address (default: --host)")
+	fl.IntVar(&cfg.ClusterPort, "cluster-port", 0, "cluster (route) port")
+	fl.StringVar(&routes, "routes", "", "comma-separated nats-route://host:port of the other servers")
 	return cmd
 }
 
@@ -206,7 +245,8 @@ type coordFlags struct {
 	bootstrap                       bool
 	job, out, metrics               string
 	tlsCert, tlsKey, tlsCA          string
-	hbTimeout                       time.Duration
+	hbTimeout, raftHB, raftElection time.Duration
+	stay                            bool
 }
 
 func coordinatorCmd() *cobra.Command {
@@ -241,6 +281,9 @@ The leader that finishes writes the Γ store into --out.`,
 	fl.StringVar(&f.out, "out", "", "run directory for the Γ store (written by the leader that finishes) (required)")
 	fl.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on this address, e.g. :9100")
 	fl.DurationVar(&f.hbTimeout, "heartbeat-timeout", 2*time.Second, "a shard silent this long is declared lost")
+	fl.DurationVar(&f.raftHB, "raft-heartbeat-timeout", 0, "Raft follower heartbeat timeout (0: the library default, 1s)")
+	fl.DurationVar(&f.raftElection, "raft-election-timeout", 0, "Raft election timeout (0: the library default, 1s)")
+	fl.BoolVar(&f.stay, "stay-after-done", false, "keep running and answering status after the job ends (e.g. under a StatefulSet)")
 	return cmd
 }
 
@@ -301,7 +344,8 @@ func runCoordinator(f coordFlags) error {
 	ctx, cancel := signalContext()
 	defer cancel()
 	node, err := consensus.Open(consensus.Config{NodeID: f.id, BindAddr: f.bind, AdvertiseAddr: f.advertise,
-		DataDir: f.dir, Bootstrap: f.bootstrap, Peers: peers, TLS: tcfg, Logger: log})
+		DataDir: f.dir, Bootstrap: f.bootstrap, Peers: peers, TLS: tcfg, Logger: log,
+		HeartbeatTimeout: f.raftHB, ElectionTimeout: f.raftElection})
 	if err != nil {
 		return err
 	}
@@ -318,7 +362,7 @@ func runCoordinator(f coordFlags) error {
 	reg := prometheus.NewRegistry()
 	serveMetrics(f.metrics, reg, log)
 	n := coordinator.NewNode(coordinator.NodeConfig{ID: f.id, Raft: node, Conn: conn, Subj: subj, Blobs: blobs,
-		Job: job, Finish: gammaWriter(f.out, blobs), HeartbeatTimeout: f.hbTimeout, Log: log,
+		Job: job, Finish: gammaWriter(f.out, blobs), HeartbeatTimeout: f.hbTimeout, Log: log, StayAfterDone: f.stay,
 		Metrics: coordinator.NewMetrics(reg),
 		OnStep: func(s coordinator.StepInfo) {
 			log.Info("step", "k", s.Step, "of", s.Steps, "loss", fmt.Sprintf("%.4f", s.Loss), "tau", s.Tau, "seconds", fmt.Sprintf("%.3f", s.Seconds))
@@ -330,26 +374,128 @@ func runCoordinator(f coordFlags) error {
 	return nil
 }
 
-// gammaWriter returns the coordinator's Finish: write the Γ store to out.
-func gammaWriter(out string, blobs shard.BlobStore) func(ctx context.Context, spec shard.Spec, refs []shard.Ref, parts []nn.Part, steps map[int]coordinator.StepFacts) error {
-	return func(ctx context.Context, spec shard.Spec, refs []shard.Ref, parts []nn.Part, steps map[int]coordinator.StepFacts) error {
+// gammaWriter returns the coordinator's Finish: write the Γ store to out
+// and put its manifest in the blob store (its parts are there already,
+// keyed by their sha256), so `unipruning fetch` can rebuild it anywhere.
+func gammaWriter(out string, blobs shard.BlobStore) func(ctx context.Context, spec shard.Spec, refs []shard.Ref, parts []nn.Part, steps map[int]coordinator.StepFacts) (map[string]string, error) {
+	return func(ctx context.Context, spec shard.Spec, refs []shard.Ref, parts []nn.Part, steps map[int]coordinator.StepFacts) (map[string]string, error) {
 		ck, err := model.Open(spec.Model, spec.Tokenizer)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer ck.Close()
 		man, err := gammaManifest(spec, ck, steps, refs, 0)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := os.MkdirAll(out, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 		if err := writeJSONFile(filepath.Join(out, "spec.json"), spec); err != nil {
+			return nil, err
+		}
+		if err := writeGamma(ctx, out, man, parts, blobs); err != nil {
+			return nil, err
+		}
+		b, err := os.ReadFile(filepath.Join(out, gammastore.ManifestName))
+		if err != nil {
+			return nil, err
+		}
+		key, err := blobs.Put(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"gamma_manifest": key}, nil
+	}
+}
+
+func fetchCmd() *cobra.Command {
+	var nf natsFlags
+	var out string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "fetch",
+		Short: "Rebuild a cluster job's Γ store from the blob store (on any host that reaches NATS)",
+		Long: `Asks a coordinator for the finished job's results and writes its Γ store (gamma.json and
+the parts, each checked against its sha256) into --out, ready for 'unipruning extract'.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return fmt.Errorf("--out is required")
+			}
+			if _, err := os.Stat(out); err == nil && !force {
+				return fmt.Errorf("output %s already exists (pass --force to replace it)", out)
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			conn, subj, err := nf.connect("fetch", newLogger())
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			st, err := queryStatus(ctx, conn, subj)
+			if err != nil {
+				return err
+			}
+			key := st.Results["gamma_manifest"]
+			if key == "" {
+				return fmt.Errorf("job %s is %q and has no Γ store yet", st.Job, st.State)
+			}
+			blobs, err := nf.blobStore(ctx, conn)
+			if err != nil {
+				return err
+			}
+			return model.WriteDirAtomically(out, force, func(tmp string) error { return fetchGamma(ctx, blobs, key, tmp) })
+		},
+	}
+	nf.register(cmd)
+	cmd.Flags().StringVar(&out, "out", "", "directory to write the Γ store into (required)")
+	cmd.Flags().BoolVar(&force, "force", false, "replace an existing directory")
+	return cmd
+}
+
+// fetchGamma writes the manifest stored under key and every part it lists.
+func fetchGamma(ctx context.Context, blobs shard.BlobStore, key, dir string) error {
+	b, err := blobs.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	var man gammastore.Manifest
+	if err := json.Unmarshal(b, &man); err != nil {
+		return fmt.Errorf("Γ manifest: %w", err)
+	}
+	for _, p := range man.Parts {
+		img, err := blobs.Get(ctx, p.SHA256)
+		if err != nil {
+			return fmt.Errorf("part %s: %w", p.File, err)
+		}
+		path := filepath.Join(dir, p.File)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return err
 		}
-		return writeGamma(ctx, out, man, parts, blobs)
+		if err := os.WriteFile(path, img, 0o644); err != nil {
+			return err
+		}
 	}
+	if err := os.WriteFile(filepath.Join(dir, gammastore.ManifestName), b, 0o644); err != nil {
+		return err
+	}
+	_, err = gammastore.Open(dir) // verify every checksum before renaming into place
+	return err
+}
+
+// queryStatus asks any coordinator replica for the job's status.
+func queryStatus(ctx context.Context, conn *transport.Conn, subj transport.Subjects) (coordinator.Status, error) {
+	var st coordinator.Status
+	s, err := coordinator.StatusSubject(subj)
+	if err != nil {
+		return st, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := transport.CallJSON(ctx, conn, s, coordinator.StatusRequest{}, &st, transport.CallOptions{Timeout: 3 * time.Second}); err != nil {
+		return st, fmt.Errorf("no coordinator answered on %s: %w", s, err)
+	}
+	return st, nil
 }
 
 func statusCmd() *cobra.Command {
@@ -364,15 +510,9 @@ func statusCmd() *cobra.Command {
 				return err
 			}
 			defer conn.Close()
-			s, err := coordinator.StatusSubject(subj)
+			st, err := queryStatus(context.Background(), conn, subj)
 			if err != nil {
 				return err
-			}
-			var st coordinator.Status
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := transport.CallJSON(ctx, conn, s, coordinator.StatusRequest{}, &st, transport.CallOptions{Timeout: 3 * time.Second}); err != nil {
-				return fmt.Errorf("no coordinator answered on %s: %w", s, err)
 			}
 			if asJSON {
 				return printJSON(st)

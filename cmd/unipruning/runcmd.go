@@ -166,7 +166,8 @@ func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
 	bar := newProgress(spec.Steps, "search "+spec.Mode)
 	job := &coordinator.Job{ID: "run-" + spec.Hash()[:12], Spec: spec, Shards: sf.shards}
 	n := coordinator.NewNode(coordinator.NodeConfig{ID: "c1", Raft: node, Conn: conn, Subj: subj, Blobs: blobs,
-		Job: job, Finish: gammaWriter(sf.out, blobs), Log: quietLogger(), OnStep: stepPrinter(bar)})
+		Job: job, Finish: gammaWriter(sf.out, blobs), Log: quietLogger(), OnStep: stepPrinter(bar),
+		Linger: time.Millisecond}) // one replica: nothing to wait for
 	err = n.Run(ctx)
 	bar.Done()
 	return err

@@ -1,6 +1,7 @@
 package safetensors
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -45,7 +46,7 @@ func (t TensorInfo) clone() TensorInfo {
 // concurrent use (until Close).
 type File struct {
 	path     string
-	f        *os.File
+	f        readerAtCloser
 	dataOff  int64 // absolute offset of the data section
 	tensors  []TensorInfo
 	byName   map[string]int
@@ -67,17 +68,37 @@ func Open(path string) (*File, error) {
 	return sf, nil
 }
 
+// readerAtCloser is what a File reads from: an *os.File or bytes in memory.
+type readerAtCloser interface {
+	io.ReaderAt
+	io.Closer
+}
+
+type bytesReader struct{ *bytes.Reader }
+
+func (bytesReader) Close() error { return nil }
+
+// OpenBytes parses a safetensors image held in memory (name is used in
+// error messages), with the same validation as Open.
+func OpenBytes(name string, b []byte) (*File, error) {
+	return openReader(name, bytesReader{bytes.NewReader(b)}, int64(len(b)))
+}
+
 func openFile(path string, f *os.File) (*File, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}
-	raw, err := readHeader(f, st.Size(), path)
+	return openReader(path, f, st.Size())
+}
+
+func openReader(path string, f readerAtCloser, size int64) (*File, error) {
+	raw, err := readHeader(f, size, path)
 	if err != nil {
 		return nil, err
 	}
 	dataOff := 8 + int64(len(raw))
-	h, err := parseHeader(raw, st.Size()-dataOff, path)
+	h, err := parseHeader(raw, size-dataOff, path)
 	if err != nil {
 		return nil, err
 	}

@@ -188,26 +188,58 @@ func writeConverted(w *bufio.Writer, dt DType, vals []float32, buf []byte) error
 	return nil
 }
 
+// EncodeRaw is WriteRawFile into memory: it returns the file's bytes.
+func EncodeRaw(specs []WriteSpec, metadata map[string]string, fill func(i int) ([]byte, error)) ([]byte, error) {
+	l, err := planLayout(specs)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: %w", err)
+	}
+	var buf bytes.Buffer
+	w := bufio.NewWriter(&buf)
+	if err := writeBody(l, w, metadata, func(l *layout, w *bufio.Writer) error { return rawBody(specs, l, w, fill) }); err != nil {
+		return nil, fmt.Errorf("safetensors: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
 // WriteRawFile is WriteFile for tensors given as raw little-endian bytes,
 // which must be exactly the size the spec implies; any dtype is allowed.
 // It copies untouched tensors bit-exactly.
 func WriteRawFile(path string, specs []WriteSpec, metadata map[string]string, fill func(i int) ([]byte, error)) error {
 	return writeAtomic(path, specs, metadata, func(l *layout, w *bufio.Writer) error {
-		for i, s := range specs {
-			data, err := fill(i)
-			if err != nil {
-				return fmt.Errorf("tensor %q: %w", s.Name, err)
-			}
-			if int64(len(data)) != l.size[i] {
-				return fmt.Errorf("tensor %q: fill returned %d bytes, shape %v of %s needs %d",
-					s.Name, len(data), s.Shape, s.DType, l.size[i])
-			}
-			if _, err := w.Write(data); err != nil {
-				return err
-			}
-		}
-		return nil
+		return rawBody(specs, l, w, fill)
 	})
+}
+
+func rawBody(specs []WriteSpec, l *layout, w *bufio.Writer, fill func(i int) ([]byte, error)) error {
+	for i, s := range specs {
+		data, err := fill(i)
+		if err != nil {
+			return fmt.Errorf("tensor %q: %w", s.Name, err)
+		}
+		if int64(len(data)) != l.size[i] {
+			return fmt.Errorf("tensor %q: fill returned %d bytes, shape %v of %s needs %d",
+				s.Name, len(data), s.Shape, s.DType, l.size[i])
+		}
+		if _, err := w.Write(data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeBody writes the length prefix, the header and body's data to w and
+// flushes it.
+func writeBody(l *layout, w *bufio.Writer, metadata map[string]string, body func(*layout, *bufio.Writer) error) error {
+	hdr := l.headerBytes(metadata)
+	var prefix [8]byte
+	binary.LittleEndian.PutUint64(prefix[:], uint64(len(hdr)))
+	w.Write(prefix[:])
+	w.Write(hdr) // bufio keeps the first error; Flush reports it
+	if err := body(l, w); err != nil {
+		return err
+	}
+	return w.Flush()
 }
 
 // writeAtomic validates specs, then writes the header and the data that
@@ -231,15 +263,7 @@ func writeAtomic(path string, specs []WriteSpec, metadata map[string]string, bod
 		}
 	}()
 	w := bufio.NewWriterSize(f, 1<<20)
-	hdr := l.headerBytes(metadata)
-	var prefix [8]byte
-	binary.LittleEndian.PutUint64(prefix[:], uint64(len(hdr)))
-	w.Write(prefix[:])
-	w.Write(hdr) // bufio keeps the first error; Flush reports it
-	if err = body(l, w); err != nil {
-		return err
-	}
-	if err = w.Flush(); err != nil {
+	if err = writeBody(l, w, metadata, body); err != nil {
 		return err
 	}
 	if err = f.Sync(); err != nil {

@@ -6,13 +6,11 @@
 package statefile
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,24 +70,7 @@ func Encode(ts []Tensor, meta map[string]string) ([]byte, error) {
 		blobs[i] = enc.EncodeAll(raw, nil)
 		specs[i] = safetensors.WriteSpec{Name: t.Name, DType: safetensors.U8, Shape: []int{len(blobs[i])}}
 	}
-	var buf bytes.Buffer
-	tmp, err := os.CreateTemp("", "statefile-*")
-	if err != nil {
-		return nil, err
-	}
-	path := tmp.Name()
-	tmp.Close()
-	defer os.Remove(path)
-	os.Remove(path)
-	if err := safetensors.WriteRawFile(path, specs, md, func(i int) ([]byte, error) { return blobs[i], nil }); err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	buf.Write(b)
-	return buf.Bytes(), nil
+	return safetensors.EncodeRaw(specs, md, func(i int) ([]byte, error) { return blobs[i], nil })
 }
 
 func joinInts(v []int) string {
@@ -109,17 +90,11 @@ type Decoded struct {
 // Decode parses and verifies an image made by Encode: every tensor's
 // sha256 must match, so corruption is reported, never used.
 func Decode(img []byte) (*Decoded, error) {
-	tmp, err := os.CreateTemp("", "statefile-*")
+	f, err := safetensors.OpenBytes("state image", img)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(img); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	tmp.Close()
-	return ReadFile(tmp.Name())
+	return decodeFile(f, "state image")
 }
 
 // ReadFile parses and verifies a state file on disk.
@@ -129,6 +104,10 @@ func ReadFile(path string) (*Decoded, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return decodeFile(f, path)
+}
+
+func decodeFile(f *safetensors.File, path string) (*Decoded, error) {
 	md := f.Metadata()
 	if md["format"] != Format {
 		return nil, fmt.Errorf("%s: not a unipruning state file (format %q)", path, md["format"])
