@@ -101,3 +101,23 @@ func AttnNormName(l int) string { return LayerTensor(l, "input_layernorm.weight"
 
 // MLPNormName names the RMSNorm before the MLP of layer l.
 func MLPNormName(l int) string { return LayerTensor(l, "post_attention_layernorm.weight") }
+
+// InputGroup numbers the distinct inputs of a decoder layer's targets:
+// q, k and v read the attention norm's output (0), o the attention output
+// (1), gate and up the MLP norm's output (2), down the SwiGLU product (3).
+// Matrices of one group share activation statistics.
+func InputGroup(m Matrix) int {
+	switch m {
+	case Q, K, V:
+		return 0
+	case O:
+		return 1
+	case Gate, Up:
+		return 2
+	}
+	return 3
+}
+
+// GroupLeader reports whether m is the first matrix of its input group
+// (observers count a shared input once, at its leader).
+func GroupLeader(m Matrix) bool { return m == Q || m == O || m == Gate || m == Down }

@@ -58,6 +58,8 @@ one lambda-0.5 --mode global --lambda 0.5
 one steps-512 --mode global --steps 512
 one lr-1e-3 --mode global --lr 1e-3
 one wanda-frozen-512 --mode frozen --metric wanda --steps 512
+one lr-1e-3-wanda --mode global --lr 1e-3 --metric wanda
+one lr-3e-3 --mode global --lr 3e-3
 {
 	echo "# UniPruning sweep on stories260K (proxy: first $LIMIT validation windows)"
 	echo

@@ -86,7 +86,7 @@ func (wk *Worker) load() error {
 		g := &[4]*prune.Stats{prune.NewStats(c.Dim), prune.NewStats(c.QDim()), prune.NewStats(c.Dim), prune.NewStats(c.Hidden)}
 		wk.groups[l] = g
 		for m := model.Matrix(0); m < model.NumMatrices; m++ {
-			wk.ts = append(wk.ts, wk.newTarget(model.Target{Layer: l, Matrix: m}, g[inputGroup(m)]))
+			wk.ts = append(wk.ts, wk.newTarget(model.Target{Layer: l, Matrix: m}, g[model.InputGroup(m)]))
 		}
 	}
 	if (wk.part.Embed || wk.part.Head) && wk.windows == nil {
@@ -132,27 +132,15 @@ func (wk *Worker) Config() *model.Config { return wk.ck.Config }
 // LastStep is the last step whose Γ update was applied.
 func (wk *Worker) LastStep() int { return wk.step }
 
-func inputGroup(m model.Matrix) int {
-	switch m {
-	case model.Q, model.K, model.V:
-		return 0
-	case model.O:
-		return 1
-	case model.Gate, model.Up:
-		return 2
-	}
-	return 3
-}
-
 // observer feeds the step's activation statistics; shared inputs (q/k/v,
 // gate/up) are counted once.
 type observer struct{ wk *Worker }
 
 func (o observer) Observe(layer int, m model.Matrix, x []float32, rows, cols int) {
-	if m == model.K || m == model.V || m == model.Up {
+	if !model.GroupLeader(m) {
 		return
 	}
-	o.wk.groups[layer][inputGroup(m)].Add(x, rows, cols)
+	o.wk.groups[layer][model.InputGroup(m)].Add(x, rows, cols)
 }
 
 // Step runs the forward (and, when training, backward) pass of step k:

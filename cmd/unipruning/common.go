@@ -116,3 +116,15 @@ func (p *progress) Done() {
 		p.bar.Finish()
 	}
 }
+
+// windowLength resolves a --seqlen flag against the model: 0 means
+// min(2048, context); longer than the context is an error.
+func windowLength(seqlen int, c *model.Config) (int, error) {
+	if seqlen == 0 {
+		seqlen = min(2048, c.MaxSeq)
+	}
+	if seqlen > c.MaxSeq {
+		return 0, fmt.Errorf("--seqlen %d exceeds the model's context of %d tokens", seqlen, c.MaxSeq)
+	}
+	return seqlen, nil
+}

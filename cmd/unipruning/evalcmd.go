@@ -108,11 +108,9 @@ func runEval(f evalFlags) error {
 
 // evalPerplexity runs the perplexity protocol into out.
 func evalPerplexity(f *evalFlags, m *loaded, out *evalResult) error {
-	if f.seqlen == 0 {
-		f.seqlen = min(2048, m.ck.Config.MaxSeq)
-	}
-	if f.seqlen > m.ck.Config.MaxSeq {
-		return fmt.Errorf("--seqlen %d exceeds the model's context of %d tokens", f.seqlen, m.ck.Config.MaxSeq)
+	var err error
+	if f.seqlen, err = windowLength(f.seqlen, m.ck.Config); err != nil {
+		return err
 	}
 	ws, man, err := eval.EvalWindows(f.dataset, f.text, m.tok, f.seqlen)
 	if err != nil {

@@ -259,11 +259,8 @@ func runPrune(f pruneFlags) error {
 		return err
 	}
 	defer m.ck.Close()
-	if f.seqlen == 0 {
-		f.seqlen = min(2048, m.ck.Config.MaxSeq)
-	}
-	if f.seqlen > m.ck.Config.MaxSeq {
-		return fmt.Errorf("--seqlen %d exceeds the model's context of %d tokens", f.seqlen, m.ck.Config.MaxSeq)
+	if f.seqlen, err = windowLength(f.seqlen, m.ck.Config); err != nil {
+		return err
 	}
 	windows, man, err := eval.CalibWindows(f.calibFormat, f.calib, m.tok, f.nsamples, f.seqlen, f.seed)
 	if err != nil {

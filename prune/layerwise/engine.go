@@ -197,18 +197,6 @@ type collector struct {
 	t    int // tokens per window: SparseGPT's running average counts windows
 }
 
-func inputGroup(m model.Matrix) int {
-	switch m {
-	case model.Q, model.K, model.V:
-		return 0
-	case model.O:
-		return 1
-	case model.Gate, model.Up:
-		return 2
-	}
-	return 3
-}
-
 func newCollector(c *model.Config, hessian bool, t int) *collector {
 	col := &collector{t: t}
 	widths := [4]int{c.Dim, c.QDim(), c.Dim, c.Hidden}
@@ -223,15 +211,15 @@ func newCollector(c *model.Config, hessian bool, t int) *collector {
 
 // Observe implements nn.Observer; shared inputs are counted once.
 func (c *collector) Observe(layer int, m model.Matrix, x []float32, rows, cols int) {
-	if m == model.K || m == model.V || m == model.Up {
+	if !model.GroupLeader(m) {
 		return
 	}
-	g := inputGroup(m)
+	g := model.InputGroup(m)
 	c.sums[g].Add(x, rows, cols)
 	if c.hess[g] != nil {
 		c.hess[g].Add(x, rows, cols, rows/c.t)
 	}
 }
 
-func (c *collector) stats(m model.Matrix) *prune.Stats     { return c.sums[inputGroup(m)] }
-func (c *collector) hessian(m model.Matrix) *prune.Hessian { return c.hess[inputGroup(m)] }
+func (c *collector) stats(m model.Matrix) *prune.Stats     { return c.sums[model.InputGroup(m)] }
+func (c *collector) hessian(m model.Matrix) *prune.Hessian { return c.hess[model.InputGroup(m)] }
