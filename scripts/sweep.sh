@@ -60,6 +60,12 @@ one lr-1e-3 --mode global --lr 1e-3
 one wanda-frozen-512 --mode frozen --metric wanda --steps 512
 one lr-1e-3-wanda --mode global --lr 1e-3 --metric wanda
 one lr-3e-3 --mode global --lr 3e-3
+one lr-1e-2 --mode global --lr 1e-2
+one lr-3e-2 --mode global --lr 3e-2
+one lr-3e-3-wanda --mode global --lr 3e-3 --metric wanda
+one lr-1e-2-wanda --mode global --lr 1e-2 --metric wanda
+one lr-3e-3-prox --mode global --lr 3e-3 --lambda2 0.001
+one lr-1e-2-prox --mode global --lr 1e-2 --lambda2 0.001
 {
 	echo "# UniPruning sweep on stories260K (proxy: first $LIMIT validation windows)"
 	echo

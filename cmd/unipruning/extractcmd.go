@@ -266,5 +266,8 @@ func writeMasked(dir string, m *loaded, ms maskSpill, masks *maskfile.Writer, re
 		return err
 	}
 	rep.Seconds["write"] = time.Since(t0).Seconds()
+	if err := plotSparsity(dir, rep); err != nil {
+		return err
+	}
 	return evalOutput(dir, m, rep, ev, seqlen)
 }

@@ -351,6 +351,9 @@ func writeOutput(dir string, m *loaded, spill *model.Spill, masks *maskfile.Writ
 		return err
 	}
 	rep.Seconds["write"] = time.Since(t0).Seconds()
+	if err := plotSparsity(dir, rep); err != nil {
+		return err
+	}
 	return evalOutput(dir, m, rep, ev, seqlen)
 }
 
@@ -399,4 +402,10 @@ func finishReport(rep *report.Report, out string, asJSON bool) error {
 		}
 	}
 	return nil
+}
+
+// plotSparsity draws the output's per-matrix sparsity (sparsity.png).
+func plotSparsity(dir string, rep *report.Report) error {
+	title := fmt.Sprintf("%s: per-matrix sparsity (total %.3f)", rep.Method, rep.Total)
+	return report.PlotMatrixSparsity(rep, title, filepath.Join(dir, "sparsity.png"))
 }
