@@ -22,6 +22,7 @@ type runFlags struct {
 	search  searchFlags
 	extract extractFlags
 	inproc  bool
+	lrSet   bool // --lr given explicitly
 }
 
 func runCmd() *cobra.Command {
@@ -35,12 +36,14 @@ process. The search writes its Γ store to <out>/search; every --sparsity and --
 target is extracted to <out>/pruned/<target> and evaluated; a summary table is printed.
 
 Without --model it uses the bundled defaults from ../shared/data: the stories260K model,
-TinyStories train text for calibration (lines, seqlen 256) and the held-out validation text
-for perplexity.`,
+TinyStories train text for calibration (lines, seqlen 256), the held-out validation text
+for perplexity, and --lr 1e-2 (the value docs/sweep.md found for this model) unless --lr
+is given.`,
 		Example: `  unipruning run --out out/demo
   unipruning run --model llama-2-7b-hf --calib c4-train.jsonl --eval-dataset wikitext2 \
       --eval-text wiki.test.raw --shards 2 --sparsity 0.5,0.6 --pattern 2:4 --out out/llama7b`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.lrSet = cmd.Flags().Changed("lr")
 			_, err := runAll(cmd.Context(), &f)
 			return err
 		},
@@ -70,6 +73,11 @@ func bundledDefaults(f *runFlags) error {
 	s.Tokenizer = filepath.Join(dir, "models/stories260K/tok512.bin")
 	s.CalibPath = filepath.Join(dir, "text/tinystories/TinyStories-train-head-944K.txt")
 	s.CalibFormat, s.Seqlen = "lines", 256
+	if !f.lrSet {
+		// The learning rate the sweep found for this model (docs/sweep.md);
+		// the released code's 1e-4 is tuned for 7B+ models.
+		s.LR = 1e-2
+	}
 	if len(f.extract.evals.texts) == 0 {
 		f.extract.evals.datasets = []string{"lines"}
 		f.extract.evals.texts = []string{filepath.Join(dir, "text/tinystories/TinyStories-validation-head-794K.txt")}
