@@ -34,7 +34,7 @@ func evalCmd() *cobra.Command {
 	var f evalFlags
 	cmd := &cobra.Command{
 		Use:   "eval",
-		Short: "Perplexity of a model under a standard protocol (wikitext2, c4, lines)",
+		Short: "Perplexity (wikitext2, c4, lines) and zero-shot accuracy (--tasks) of a model",
 		Long: `Scores a model's perplexity = exp(mean next-token NLL over all predicted tokens) and/or,
 with --tasks, its zero-shot accuracy as lm-evaluation-harness computes it.
 

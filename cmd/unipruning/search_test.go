@@ -144,7 +144,8 @@ func TestSearchKillResume(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, gammastore.ManifestName)); err == nil {
 		t.Skip("the search finished before the kill; nothing to resume")
 	}
-	resume := exec.Command(bin, append(args, "--resume")...)
+	// --resume alone takes the run's own settings from spec.json.
+	resume := exec.Command(bin, "search", "--resume", "--shards", "2", "--out", out)
 	if b, err := resume.CombinedOutput(); err != nil {
 		t.Fatalf("resume failed: %v\n%s", err, b)
 	} else if !strings.Contains(string(b), "resumed from the checkpoint of step") {

@@ -49,7 +49,7 @@ func (f *searchFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&s.CheckpointEvery, "checkpoint-every", 16, "checkpoint every C steps (0 = never); --resume continues from the newest")
 	fl.IntVar(&f.shards, "shards", 1, "in-process shards (contiguous layer ranges balanced by parameter count)")
 	fl.StringVar(&f.out, "out", "", "run directory: Γ store (gamma.json, gamma/), checkpoints, ledger (required)")
-	fl.BoolVar(&f.resume, "resume", false, "continue an interrupted search in --out from its newest checkpoint")
+	fl.BoolVar(&f.resume, "resume", false, "continue an interrupted search in --out from its newest checkpoint (with no other flags: the run's own settings)")
 	fl.BoolVar(&f.force, "force", false, "start afresh, deleting an existing run directory")
 	fl.BoolVar(&f.json, "json", false, "print the Γ store manifest as JSON on stdout")
 }
@@ -110,6 +110,16 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 		ctx = context.Background()
 	}
 	spec := f.spec
+	if f.resume && spec.Model == "" {
+		// --resume alone: continue with the settings the run was started with.
+		b, err := os.ReadFile(filepath.Join(f.out, "spec.json"))
+		if err != nil {
+			return nil, fmt.Errorf("--resume without --model needs %s/spec.json: %w", f.out, err)
+		}
+		if err := json.Unmarshal(b, &spec); err != nil {
+			return nil, fmt.Errorf("%s/spec.json: %w", f.out, err)
+		}
+	}
 	ck, err := model.Open(spec.Model, spec.Tokenizer)
 	if err != nil {
 		return nil, err
