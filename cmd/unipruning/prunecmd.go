@@ -29,6 +29,7 @@ type pruneFlags struct {
 	seed                                   uint64
 	byRow, byMatrix, force, json           bool
 	evals                                  evalSpec
+	dumpCalib                              string
 }
 
 // evalSpec is the --eval-* flags shared by prune, extract and run.
@@ -197,6 +198,7 @@ and renamed at the end, so a failed run leaves nothing behind.`,
 	fl.StringVar(&f.out, "out", "", "output directory (required; must not exist unless --force)")
 	fl.BoolVar(&f.force, "force", false, "replace an existing output directory")
 	fl.BoolVar(&f.json, "json", false, "print report.json on stdout")
+	fl.StringVar(&f.dumpCalib, "dump-calib", "", "also write the calibration windows (token ids) to this JSON file, for independent re-computation")
 	f.evals.register(cmd)
 	return cmd
 }
@@ -267,6 +269,11 @@ func runPrune(f pruneFlags) error {
 		return err
 	}
 	man.Tokenizer = m.ck.TokenizerPath
+	if f.dumpCalib != "" {
+		if err := writeJSONFile(f.dumpCalib, map[string]any{"manifest": man, "windows": windows}); err != nil {
+			return err
+		}
+	}
 	rep := &report.Report{Tool: "unipruning", Command: "prune", Model: f.model, Format: string(m.ck.Format),
 		Tokenizer: m.ck.TokenizerPath, Method: string(cfg.Method), Calibration: man, Group: cfg.Group,
 		Seconds: map[string]float64{}, Machine: report.ThisMachine(nn.ActiveKernel())}
