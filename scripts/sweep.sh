@@ -74,6 +74,6 @@ one lr-1e-2-prox --mode global --lr 1e-2 --lambda2 0.001
 	echo
 	echo "| setting | allocation | target | ppl |"
 	echo "|---|---|---|---:|"
-	tail -n +2 "$TSV" | awk -F'\t' '{printf "| %s | %s | %s | %s |\n", $1, $2, $3, $4}'
+	tail -n +2 "$TSV" | awk -F'\t' '{printf "| %s | %s | %s | %.2f |\n", $1, $2, $3, $4}'
 } > docs/sweep.md
 echo "wrote docs/sweep.md" >&2
