@@ -3,6 +3,8 @@ package nn
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // headRows bounds the logits kept at once (rows × vocab), so a 128k-token
@@ -12,7 +14,7 @@ const headChunkValues = 1 << 22
 type headWork[T Float] struct {
 	hn, dhn, dh []T
 	inv         []float64
-	logits      []T
+	logits      [][]T // one rows × vocab buffer per worker
 	prevN, rows int
 }
 
@@ -24,8 +26,8 @@ func (s *Stage[T]) headBuffers(n int) *headWork[T] {
 		hw.prevN = n
 	}
 	if hw.rows == 0 {
-		hw.rows = max(1, min(n, headChunkValues/c.Vocab))
-		hw.logits = make([]T, hw.rows*c.Vocab)
+		hw.rows = max(1, headChunkValues/c.Vocab)
+		hw.logits = make([][]T, runtime.GOMAXPROCS(0))
 	}
 	return hw
 }
@@ -77,10 +79,7 @@ func (s *Stage[T]) HeadLoss(h []T, targets []int32, grad bool) (sum float64, cou
 	if grad {
 		clear(hw.dhn[:n*c.Dim])
 	}
-	for r0 := 0; r0 < n; r0 += hw.rows {
-		r1 := min(n, r0+hw.rows)
-		sum += s.headChunk(hw, r0, r1, targets, grad, count)
-	}
+	sum = s.headChunks(hw, n, targets, grad, count)
 	if !grad {
 		return sum, count, nil, nil
 	}
@@ -94,12 +93,50 @@ func (s *Stage[T]) HeadLoss(h []T, targets []int32, grad bool) (sum float64, cou
 	return sum, count, dh, nil
 }
 
+// headChunks scores the rows in chunks, on parallel workers unless the
+// head's own gradient is accumulated (chunks would race on it). Chunk
+// sums are added in chunk order, so the result does not depend on the
+// number of workers.
+func (s *Stage[T]) headChunks(hw *headWork[T], n int, targets []int32, grad bool, count int) float64 {
+	chunks := (n + hw.rows - 1) / hw.rows
+	sums := make([]float64, chunks)
+	workers := min(chunks, len(hw.logits))
+	if grad && s.G != nil && s.G.Head != nil {
+		workers = 1
+	}
+	next := make(chan int, chunks)
+	for i := 0; i < chunks; i++ {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		if len(hw.logits[w]) < hw.rows*s.W.Cfg.Vocab {
+			hw.logits[w] = make([]T, hw.rows*s.W.Cfg.Vocab)
+		}
+		wg.Add(1)
+		go func(buf []T) {
+			defer wg.Done()
+			for ch := range next {
+				r0 := ch * hw.rows
+				sums[ch] = s.headChunk(hw, buf, r0, min(n, r0+hw.rows), targets, grad, count)
+			}
+		}(hw.logits[w])
+	}
+	wg.Wait()
+	var sum float64
+	for _, v := range sums {
+		sum += v
+	}
+	return sum
+}
+
 // headChunk scores rows [r0, r1): logits, log-sum-exp in float64, NLL, and
 // with grad the logits' gradient (softmax − onehot)/count pushed back.
-func (s *Stage[T]) headChunk(hw *headWork[T], r0, r1 int, targets []int32, grad bool, count int) float64 {
+func (s *Stage[T]) headChunk(hw *headWork[T], buf []T, r0, r1 int, targets []int32, grad bool, count int) float64 {
 	c, rows := s.W.Cfg, r1-r0
 	v := c.Vocab
-	lg := hw.logits[:rows*v]
+	lg := buf[:rows*v]
 	Gemm(false, true, rows, v, c.Dim, 1, hw.hn[r0*c.Dim:], c.Dim, s.W.Head, c.Dim, 0, lg, v)
 	var sum float64
 	for r := 0; r < rows; r++ {
@@ -131,15 +168,23 @@ func (s *Stage[T]) headChunk(hw *headWork[T], r0, r1 int, targets []int32, grad 
 }
 
 func logSumExp[T Float](row []T) float64 {
-	mx := math.Inf(-1)
+	mx := row[0]
 	for _, x := range row {
-		mx = math.Max(mx, float64(x))
+		if x > mx {
+			mx = x
+		}
 	}
 	var s float64
-	for _, x := range row {
-		s += math.Exp(float64(x) - mx)
+	if isF32[T]() { // the fast exponential, as in attention
+		for _, x := range row {
+			s += expNeg(float64(x - mx))
+		}
+	} else {
+		for _, x := range row {
+			s += math.Exp(float64(x - mx))
+		}
 	}
-	return mx + math.Log(s)
+	return float64(mx) + math.Log(s)
 }
 
 // Logits returns the logits of row r of hidden states h (for generation).
