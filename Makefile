@@ -51,9 +51,13 @@ test: vet
 demo: setup build
 	./scripts/demo.sh $(BIN) $(DATA)
 
-## bench: micro and model benchmarks (see docs/benchmarks.md)
+## bench: micro and model benchmarks (figures in docs/benchmarks.md)
 bench: build
-	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench . -benchtime 3x ./nn/ ./model/... ./eval/
+	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench 'Sgemm|Forward|Train' -benchtime 2x ./nn/
+	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench . -benchtime 2x ./prune/ ./model/...
+	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench Layer7B -benchtime 1x -timeout 60m ./prune/layerwise/
+	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench . -benchtime 1x ./shard/
+	$(GO) test -run XXX -bench StreamThroughput -benchtime 20x ./transport/
 
 ## chaos: fault-injection suites (processes on loopback; containers when docker works)
 chaos:

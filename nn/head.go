@@ -98,7 +98,8 @@ func (s *Stage[T]) HeadLoss(h []T, targets []int32, grad bool) (sum float64, cou
 // sums are added in chunk order, so the result does not depend on the
 // number of workers.
 func (s *Stage[T]) headChunks(hw *headWork[T], n int, targets []int32, grad bool, count int) float64 {
-	chunks := (n + hw.rows - 1) / hw.rows
+	rows := min(n, hw.rows) // a short batch needs a short buffer
+	chunks := (n + rows - 1) / rows
 	sums := make([]float64, chunks)
 	workers := min(chunks, len(hw.logits))
 	if grad && s.G != nil && s.G.Head != nil {
@@ -111,15 +112,15 @@ func (s *Stage[T]) headChunks(hw *headWork[T], n int, targets []int32, grad bool
 	close(next)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
-		if len(hw.logits[w]) < hw.rows*s.W.Cfg.Vocab {
-			hw.logits[w] = make([]T, hw.rows*s.W.Cfg.Vocab)
+		if len(hw.logits[w]) < rows*s.W.Cfg.Vocab {
+			hw.logits[w] = make([]T, rows*s.W.Cfg.Vocab)
 		}
 		wg.Add(1)
 		go func(buf []T) {
 			defer wg.Done()
 			for ch := range next {
-				r0 := ch * hw.rows
-				sums[ch] = s.headChunk(hw, buf, r0, min(n, r0+hw.rows), targets, grad, count)
+				r0 := ch * rows
+				sums[ch] = s.headChunk(hw, buf, r0, min(n, r0+rows), targets, grad, count)
 			}
 		}(hw.logits[w])
 	}
