@@ -48,29 +48,29 @@ func ThisMachine(kernel string) Machine {
 
 // Report is report.json.
 type Report struct {
-	Tool        string             `json:"tool"`
-	Command     string             `json:"command"`
-	Model       string             `json:"model"`
-	Format      string             `json:"format"`
-	Tokenizer   string             `json:"tokenizer"`
-	Method      string             `json:"method"`
-	Sparsity    *float64           `json:"sparsity,omitempty"`
-	Pattern     string             `json:"pattern,omitempty"`
-	Group       string             `json:"group,omitempty"`
-	Allocation  string             `json:"allocation,omitempty"`
-	Calibration *eval.Manifest     `json:"calibration,omitempty"`
-	Settings    map[string]any     `json:"settings,omitempty"`
-	Matrices    []Matrix           `json:"matrices"`
-	Targets     int                `json:"target_params"`
-	Kept        int                `json:"kept_params"`
-	Total       float64            `json:"total_sparsity"`
-	Dense       []string           `json:"dense_matrices,omitempty"`
-	Evals       []Eval             `json:"evals,omitempty"`
+	Tool        string         `json:"tool"`
+	Command     string         `json:"command"`
+	Model       string         `json:"model"`
+	Format      string         `json:"format"`
+	Tokenizer   string         `json:"tokenizer"`
+	Method      string         `json:"method"`
+	Sparsity    *float64       `json:"sparsity,omitempty"`
+	Pattern     string         `json:"pattern,omitempty"`
+	Group       string         `json:"group,omitempty"`
+	Allocation  string         `json:"allocation,omitempty"`
+	Calibration *eval.Manifest `json:"calibration,omitempty"`
+	Settings    map[string]any `json:"settings,omitempty"`
+	Matrices    []Matrix       `json:"matrices"`
+	Targets     int            `json:"target_params"`
+	Kept        int            `json:"kept_params"`
+	Total       float64        `json:"total_sparsity"`
+	Dense       []string       `json:"dense_matrices,omitempty"`
+	Evals       []Eval         `json:"evals,omitempty"`
 	// ZeroShot holds lm-evaluation-harness task accuracy by model
 	// ("dense", "pruned") when --tasks was given.
 	ZeroShot map[string]*tasks.Report `json:"zero_shot,omitempty"`
-	Seconds     map[string]float64 `json:"seconds"`
-	Machine     Machine            `json:"machine"`
+	Seconds  map[string]float64       `json:"seconds"`
+	Machine  Machine                  `json:"machine"`
 }
 
 // Summarize fills the totals from the per-matrix entries.
