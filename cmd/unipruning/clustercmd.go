@@ -100,6 +100,21 @@ func (f *natsFlags) blobStore(ctx context.Context, conn *transport.Conn) (shard.
 	return transport.NewObjectBlobStoreReplicas(ctx, conn, "unipruning-"+f.cluster, f.replicas)
 }
 
+// dial connects and opens the blob store, the two things every role that
+// holds checkpoints needs; the connection is closed again if the store fails.
+func (f *natsFlags) dial(ctx context.Context, name string, log *slog.Logger) (*transport.Conn, transport.Subjects, shard.BlobStore, error) {
+	conn, subj, err := f.connect(name, log)
+	if err != nil {
+		return nil, subj, nil, err
+	}
+	blobs, err := f.blobStore(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return nil, subj, nil, err
+	}
+	return conn, subj, blobs, nil
+}
+
 func newLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
@@ -200,15 +215,11 @@ epoch are refused (fencing). --standby holds it in reserve to replace a failed s
 			log := newLogger()
 			ctx, cancel := signalContext()
 			defer cancel()
-			conn, subj, err := nf.connect("shard-"+id, log)
+			conn, subj, blobs, err := nf.dial(ctx, "shard-"+id, log)
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			blobs, err := nf.blobStore(ctx, conn)
-			if err != nil {
-				return err
-			}
 			c, err := transport.ParseCodec(codec)
 			if err != nil {
 				return err

@@ -238,36 +238,21 @@ func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	spill := maskSpill{byName}
-	if err := writeMasked(dir, m, spill, masks, rep, &f.evals, spec.Seqlen); err != nil {
+	if err := writeOutput(dir, m, maskedFill(byName), masks, rep, &f.evals, spec.Seqlen); err != nil {
 		return nil, err
 	}
 	return rep, nil
 }
 
-type maskSpill struct{ byName map[string]extract.Result }
-
-// writeMasked saves the original weights with masks applied, the mask
-// sidecar, and the pruned model's evaluations.
-func writeMasked(dir string, m *loaded, ms maskSpill, masks *maskfile.Writer, rep *report.Report, ev *evalSpec, seqlen int) error {
-	t0 := time.Now()
-	err := model.SaveLike(m.ck, dir, func(name string, data []float32) (bool, error) {
-		r, ok := ms.byName[name]
+// maskedFill applies the extracted masks to the ORIGINAL weights as they are
+// read from the input checkpoint.
+func maskedFill(byName map[string]extract.Result) func(string, []float32) (bool, error) {
+	return func(name string, data []float32) (bool, error) {
+		r, ok := byName[name]
 		if !ok {
 			return false, nil
 		}
 		r.Mask.Apply(data)
 		return true, nil
-	})
-	if err != nil {
-		return err
 	}
-	if err := masks.Write(filepath.Join(dir, "masks.safetensors")); err != nil {
-		return err
-	}
-	rep.Seconds["write"] = time.Since(t0).Seconds()
-	if err := plotSparsity(dir, rep); err != nil {
-		return err
-	}
-	return evalOutput(dir, m, rep, ev, seqlen)
 }

@@ -338,20 +338,16 @@ func pruneInto(dir string, m *loaded, windows [][]int32, cfg layerwise.Config, r
 		}
 	}
 	rep.Summarize()
-	return writeOutput(dir, m, spill, masks, rep, &f.evals, f.seqlen)
+	return writeOutput(dir, m, spillFill(spill), masks, rep, &f.evals, f.seqlen)
 }
 
-// writeOutput saves the pruned checkpoint (targets from spill), the mask
-// sidecar, and evaluates the result when asked.
-func writeOutput(dir string, m *loaded, spill *model.Spill, masks *maskfile.Writer, rep *report.Report, ev *evalSpec, seqlen int) error {
+// writeOutput saves the pruned checkpoint, filling each target tensor with
+// fill (false leaves a tensor as the input has it), then the mask sidecar, and
+// evaluates the result when asked. prune and extract share it so that their
+// outputs cannot drift apart.
+func writeOutput(dir string, m *loaded, fill func(name string, data []float32) (bool, error), masks *maskfile.Writer, rep *report.Report, ev *evalSpec, seqlen int) error {
 	t0 := time.Now()
-	err := model.SaveLike(m.ck, dir, func(name string, data []float32) (bool, error) {
-		if !spill.Has(name) {
-			return false, nil
-		}
-		return true, spill.Get(name, data)
-	})
-	if err != nil {
+	if err := model.SaveLike(m.ck, dir, fill); err != nil {
 		return err
 	}
 	if err := masks.Write(filepath.Join(dir, "masks.safetensors")); err != nil {
@@ -362,6 +358,16 @@ func writeOutput(dir string, m *loaded, spill *model.Spill, masks *maskfile.Writ
 		return err
 	}
 	return evalOutput(dir, m, rep, ev, seqlen)
+}
+
+// spillFill reads pruned targets back from the layer-wise engine's spill.
+func spillFill(spill *model.Spill) func(string, []float32) (bool, error) {
+	return func(name string, data []float32) (bool, error) {
+		if !spill.Has(name) {
+			return false, nil
+		}
+		return true, spill.Get(name, data)
+	}
 }
 
 // evalOutput reloads a written output and evaluates it as asked.

@@ -152,15 +152,11 @@ func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
 	}
 	defer srv.Shutdown()
 	nf := natsFlags{url: srv.ClientURL(), cluster: "run", blobs: "fs:" + filepath.Join(sf.out, "checkpoints")}
-	conn, subj, err := nf.connect("coordinator", log)
+	conn, subj, blobs, err := nf.dial(ctx, "coordinator", log)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	blobs, err := nf.blobStore(ctx, conn)
-	if err != nil {
-		return err
-	}
 	node, err := consensus.Open(consensus.Config{NodeID: "c1", BindAddr: "127.0.0.1:0", DataDir: filepath.Join(sf.out, "raft"), Bootstrap: true, Logger: quietLogger()})
 	if err != nil {
 		return err
@@ -209,14 +205,8 @@ func startShards(ctx context.Context, nf natsFlags, n int, log *slog.Logger) (fu
 	}
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("s%d", i)
-		conn, subj, err := nf.connect("shard-"+id, quietLogger())
+		conn, subj, blobs, err := nf.dial(ctx, "shard-"+id, quietLogger())
 		if err != nil {
-			stop()
-			return nil, err
-		}
-		blobs, err := nf.blobStore(ctx, conn)
-		if err != nil {
-			conn.Close()
 			stop()
 			return nil, err
 		}
