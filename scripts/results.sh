@@ -4,7 +4,7 @@
 # stories260K. Protocol (issue #3/#5): calibration = 128 windows of 256
 # tokens from TinyStories-train-head-944K.txt (lines sampler, seed 0);
 # evaluation = TinyStories-validation-head-794K.txt, lines protocol,
-# seqlen 256 (1503 windows). Run with `make results` (~30-60 min on 2 cores).
+# seqlen 256 (1503 windows). Run with `make results` (≈13 min on an idle 2-core machine).
 set -euo pipefail
 BIN=${BIN:-bin/unipruning}
 DATA=${DATA:-../shared/data}
