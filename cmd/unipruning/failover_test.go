@@ -119,16 +119,7 @@ func TestClusterSurvivesShardAndLeaderLoss(t *testing.T) {
 			}
 		}
 	}
-	ga, fa := gammaValues(t, ref)
-	gb, fb := gammaValues(t, out)
-	if !sameBits(ga, gb) {
-		t.Fatal("Γ after a lost shard and a lost leader differs from the one-process search")
-	}
-	for i := range fa {
-		if fa[i] != fb[i] {
-			t.Fatal("first-steps differ")
-		}
-	}
+	requireSameGamma(t, ref, out, "after a lost shard and a lost leader, against the one-process search")
 }
 
 // replica is one coordinator of the in-process cluster.

@@ -22,16 +22,7 @@ func TestEmbeddedClusterMatchesInProcess(t *testing.T) {
 		if err := runEmbeddedCluster(context.Background(), searchFlags{spec: spec, out: out, shards: 2}); err != nil {
 			t.Fatal(err)
 		}
-		ga, fa := gammaValues(t, ref)
-		gb, fb := gammaValues(t, out)
-		if !sameBits(ga, gb) {
-			t.Fatalf("%s: the embedded cluster's Γ differs from the in-process one", mode)
-		}
-		for i := range fa {
-			if fa[i] != fb[i] {
-				t.Fatalf("%s: first-steps differ", mode)
-			}
-		}
+		requireSameGamma(t, ref, out, mode+": embedded cluster against in-process")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,6 +79,20 @@ func gammaValues(t *testing.T, dir string) ([]float32, []int32) {
 	return g, f
 }
 
+// requireSameGamma fails unless the Γ stores in dirs want and got hold
+// bitwise the same Γ and first-steps.
+func requireSameGamma(t *testing.T, want, got, what string) {
+	t.Helper()
+	ga, fa := gammaValues(t, want)
+	gb, fb := gammaValues(t, got)
+	if !sameBits(ga, gb) {
+		t.Fatalf("%s: Γ differs", what)
+	}
+	if !slices.Equal(fa, fb) {
+		t.Fatalf("%s: first-steps differ", what)
+	}
+}
+
 func sameBits(a, b []float32) bool {
 	if len(a) != len(b) {
 		return false
@@ -100,16 +115,7 @@ func TestSearchDeterministic(t *testing.T) {
 			if !bytes.Equal(gammaBytes(t, a), gammaBytes(t, b)) {
 				t.Fatal("two identical searches produced different Γ stores")
 			}
-			ga, fa := gammaValues(t, a)
-			gc, fc := gammaValues(t, search(t, spec, 3))
-			if !sameBits(ga, gc) {
-				t.Fatal("3 shards gave a different Γ than 1 shard")
-			}
-			for i := range fa {
-				if fa[i] != fc[i] {
-					t.Fatal("3 shards gave different first-steps")
-				}
-			}
+			requireSameGamma(t, a, search(t, spec, 3), "3 shards against 1 shard")
 		})
 	}
 }
@@ -151,16 +157,7 @@ func TestSearchKillResume(t *testing.T) {
 	} else if !strings.Contains(string(b), "resumed from the checkpoint of step") {
 		t.Fatalf("resume did not start from a checkpoint:\n%s", b)
 	}
-	ga, fa := gammaValues(t, ref)
-	gb, fb := gammaValues(t, out)
-	if !sameBits(ga, gb) {
-		t.Fatal("resumed search gave a different Γ")
-	}
-	for i := range fa {
-		if fa[i] != fb[i] {
-			t.Fatal("resumed search gave different first-steps")
-		}
-	}
+	requireSameGamma(t, ref, out, "resumed search")
 }
 
 func waitForLedgerStep(t *testing.T, path string, step int, timeout time.Duration) {
