@@ -36,38 +36,28 @@ func (s *State) begun(typ string, k int) (StepFacts, error) {
 }
 
 func (s *State) commitGradNorm(p CommitGradNorm) error {
-	f, err := s.begun(TypeCommitGradNorm, p.Step)
-	if err != nil {
-		return err
-	}
-	if err := commitOnce(TypeCommitGradNorm, &f.GradNorm, p.Norm); err != nil {
-		return err
-	}
-	s.Steps[p.Step] = f
-	return nil
+	return s.commitScalar(TypeCommitGradNorm, p.Step, p.Norm, func(f *StepFacts) **float64 { return &f.GradNorm })
 }
 
 func (s *State) commitLoss(p CommitLoss) error {
-	f, err := s.begun(TypeCommitLoss, p.Step)
-	if err != nil {
-		return err
-	}
-	if err := commitOnce(TypeCommitLoss, &f.Loss, p.Loss); err != nil {
-		return err
-	}
-	s.Steps[p.Step] = f
-	return nil
+	return s.commitScalar(TypeCommitLoss, p.Step, p.Loss, func(f *StepFacts) **float64 { return &f.Loss })
 }
 
 func (s *State) commitTau(p CommitTau) error {
-	f, err := s.begun(TypeCommitTau, p.Step)
+	return s.commitScalar(TypeCommitTau, p.Step, p.Tau, func(f *StepFacts) **float64 { return &f.Tau })
+}
+
+// commitScalar records one of a begun step's replicated scalars, the one
+// slot picks.
+func (s *State) commitScalar(typ string, k int, v float64, slot func(*StepFacts) **float64) error {
+	f, err := s.begun(typ, k)
 	if err != nil {
 		return err
 	}
-	if err := commitOnce(TypeCommitTau, &f.Tau, p.Tau); err != nil {
+	if err := commitOnce(typ, slot(&f), v); err != nil {
 		return err
 	}
-	s.Steps[p.Step] = f
+	s.Steps[k] = f
 	return nil
 }
 

@@ -19,11 +19,10 @@ import (
 
 // NodeConfig wires a coordinator replica.
 type NodeConfig struct {
-	ID    string
-	Raft  *consensus.Node
-	Conn  *transport.Conn
-	Subj  transport.Subjects
-	Blobs shard.BlobStore
+	ID   string
+	Raft *consensus.Node
+	Conn *transport.Conn
+	Subj transport.Subjects
 	// Job, when set, is submitted by whichever replica leads first and
 	// finds no job in the log (every replica may be given the same file).
 	Job *Job
@@ -224,11 +223,11 @@ func (n *Node) ensureJob(ctx context.Context) (*Job, error) {
 	for {
 		st := n.cfg.Raft.State()
 		if st.Job != nil {
-			var j Job
-			if err := json.Unmarshal(st.Job.Spec, &j); err != nil {
-				return nil, fmt.Errorf("job in the log is unreadable: %w", err)
+			j, err := ParseJob(st.Job.Spec)
+			if err != nil {
+				return nil, fmt.Errorf("the job in the log: %w", err)
 			}
-			return &j, j.Validate()
+			return j, nil
 		}
 		if n.cfg.Job != nil {
 			b, _ := json.Marshal(n.cfg.Job)

@@ -6,37 +6,32 @@ import (
 	"github.com/unipruning/unipruning/transport"
 )
 
-// liveness tracks which shard processes are alive from their heartbeats,
-// and which incarnation each is (a restarted process lost its state).
+// liveness tracks which shard processes are alive from their heartbeats.
+// A restarted process (which lost its state) needs no check of its own
+// here: the transport's tracker reports it not-alive before alive again.
 type liveness struct {
 	mu       sync.Mutex
 	alive    map[string]bool
-	incarn   map[string]string
 	watchers map[int]*watcher
 	next     int
 }
 
 type watcher struct {
-	ids    map[string]string // id → incarnation when the watch started
+	ids    map[string]bool
 	onLost func(id string)
 	fired  bool
 }
 
 func newLiveness() *liveness {
-	return &liveness{alive: map[string]bool{}, incarn: map[string]string{}, watchers: map[int]*watcher{}}
+	return &liveness{alive: map[string]bool{}, watchers: map[int]*watcher{}}
 }
 
 func (l *liveness) onEvent(ev transport.HeartbeatEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.alive[ev.ID] = ev.Alive
-	if ev.Incarnation != "" {
-		l.incarn[ev.ID] = ev.Incarnation
-	}
 	for _, w := range l.watchers {
-		inc, watched := w.ids[ev.ID]
-		lost := !ev.Alive || (inc != "" && ev.Incarnation != "" && ev.Incarnation != inc)
-		if watched && lost && !w.fired {
+		if w.ids[ev.ID] && !ev.Alive && !w.fired {
 			w.fired = true
 			go w.onLost(ev.ID)
 		}
@@ -49,26 +44,13 @@ func (l *liveness) isAlive(id string) bool {
 	return l.alive[id]
 }
 
-// aliveCount is the number of processes currently alive.
-func (l *liveness) aliveCount() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, a := range l.alive {
-		if a {
-			n++
-		}
-	}
-	return n
-}
-
 // watch calls onLost (once) when one of ids dies or restarts.
 func (l *liveness) watch(ids []string, onLost func(id string)) (stop func()) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	w := &watcher{ids: map[string]string{}, onLost: onLost}
+	w := &watcher{ids: map[string]bool{}, onLost: onLost}
 	for _, id := range ids {
-		w.ids[id] = l.incarn[id]
+		w.ids[id] = true
 		if !l.alive[id] && !w.fired {
 			w.fired = true
 			go onLost(id)

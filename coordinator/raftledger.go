@@ -2,7 +2,9 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/unipruning/unipruning/consensus"
 	"github.com/unipruning/unipruning/shard"
@@ -37,27 +39,42 @@ func (l *RaftLedger) BeginStep(ctx context.Context, k int, lr float64) error {
 	return l.apply(ctx, cmd, err)
 }
 
-// CommitStep commits step k's gradient norm and threshold.
+// CommitStep commits step k's loss, gradient norm and threshold. The
+// commands are independent, so they are submitted together rather than
+// one commit after another (hashicorp/raft batches Applies that arrive
+// together into one log write).
 func (l *RaftLedger) CommitStep(ctx context.Context, k int, f StepFacts) error {
+	var cmds []consensus.Command
+	add := func(cmd consensus.Command, err error) error {
+		cmds = append(cmds, cmd)
+		return err
+	}
 	if f.Loss != nil {
-		cmd, err := consensus.NewCommitLoss(fmt.Sprintf("loss/e%d/k%d", l.Epoch, k), l.Epoch, k, *f.Loss)
-		if err := l.apply(ctx, cmd, err); err != nil {
+		if err := add(consensus.NewCommitLoss(fmt.Sprintf("loss/e%d/k%d", l.Epoch, k), l.Epoch, k, *f.Loss)); err != nil {
 			return err
 		}
 	}
 	if f.GradNorm != nil {
-		cmd, err := consensus.NewCommitGradNorm(fmt.Sprintf("norm/e%d/k%d", l.Epoch, k), l.Epoch, k, *f.GradNorm)
-		if err := l.apply(ctx, cmd, err); err != nil {
+		if err := add(consensus.NewCommitGradNorm(fmt.Sprintf("norm/e%d/k%d", l.Epoch, k), l.Epoch, k, *f.GradNorm)); err != nil {
 			return err
 		}
 	}
 	if f.Tau != nil {
-		cmd, err := consensus.NewCommitTau(fmt.Sprintf("tau/e%d/k%d", l.Epoch, k), l.Epoch, k, *f.Tau)
-		if err := l.apply(ctx, cmd, err); err != nil {
+		if err := add(consensus.NewCommitTau(fmt.Sprintf("tau/e%d/k%d", l.Epoch, k), l.Epoch, k, *f.Tau)); err != nil {
 			return err
 		}
 	}
-	return nil
+	errs := make([]error, len(cmds))
+	var wg sync.WaitGroup
+	for i, cmd := range cmds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = l.Node.Apply(ctx, cmd)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // RecordCheckpoint commits a shard's checkpoint manifest.

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"sort"
 
 	"github.com/unipruning/unipruning/consensus"
@@ -77,18 +78,7 @@ func (n *Node) Snapshot() Status {
 }
 
 func rangeString(r consensus.Range) string {
-	return "[" + itoa(r.From) + "," + itoa(r.To) + ")"
-}
-
-func itoa(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; i > 0; i /= 10 {
-		b = append([]byte{byte('0' + i%10)}, b...)
-	}
-	return string(b)
+	return fmt.Sprintf("[%d,%d)", r.From, r.To)
 }
 
 // serveStatus answers status queries on <prefix>.<job>.status.<replica>

@@ -361,18 +361,14 @@ func runCoordinator(f coordFlags) error {
 		return err
 	}
 	defer node.Shutdown()
-	conn, subj, err := f.nats.connect("coordinator-"+f.id, log)
+	conn, subj, blobs, err := f.nats.dial(ctx, "coordinator-"+f.id, log)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	blobs, err := f.nats.blobStore(ctx, conn)
-	if err != nil {
-		return err
-	}
 	reg := prometheus.NewRegistry()
 	serveMetrics(f.metrics, reg, log)
-	n := coordinator.NewNode(coordinator.NodeConfig{ID: f.id, Raft: node, Conn: conn, Subj: subj, Blobs: blobs,
+	n := coordinator.NewNode(coordinator.NodeConfig{ID: f.id, Raft: node, Conn: conn, Subj: subj,
 		Job: job, Finish: gammaWriter(f.out, blobs), HeartbeatTimeout: f.hbTimeout, Log: log, StayAfterDone: f.stay,
 		Metrics: coordinator.NewMetrics(reg),
 		OnStep: func(s coordinator.StepInfo) {

@@ -173,7 +173,7 @@ func startReplicas(t *testing.T, ctx context.Context, nf natsFlags, out string, 
 		}
 		t.Cleanup(conn.Close)
 		reps[i] = replica{node: node, conn: conn, cfg: coordinator.NodeConfig{ID: p.ID, Raft: node, Conn: conn, Subj: subj,
-			Blobs: blobs, Job: job, Finish: gammaWriter(out, blobs), Log: quietLogger(),
+			Job: job, Finish: gammaWriter(out, blobs), Log: quietLogger(),
 			HeartbeatTimeout: 500 * time.Millisecond, Linger: 500 * time.Millisecond}}
 	}
 	return reps

@@ -48,9 +48,5 @@ func TestFetchGamma(t *testing.T) {
 	if err := fetchGamma(context.Background(), blobs, transport.BlobKey(man), dir); err != nil {
 		t.Fatal(err)
 	}
-	ga, _ := gammaValues(t, out)
-	gb, _ := gammaValues(t, dir)
-	if !sameBits(ga, gb) {
-		t.Fatal("the fetched Γ store differs")
-	}
+	requireSameGamma(t, out, dir, "fetched Γ store")
 }

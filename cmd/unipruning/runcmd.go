@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/unipruning/unipruning/model"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -169,7 +170,7 @@ func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
 	defer stopShards()
 	bar := newProgress(spec.Steps, "search "+spec.Mode)
 	job := &coordinator.Job{ID: "run-" + spec.Hash()[:12], Spec: spec, Shards: sf.shards}
-	n := coordinator.NewNode(coordinator.NodeConfig{ID: "c1", Raft: node, Conn: conn, Subj: subj, Blobs: blobs,
+	n := coordinator.NewNode(coordinator.NodeConfig{ID: "c1", Raft: node, Conn: conn, Subj: subj,
 		Job: job, Finish: gammaWriter(sf.out, blobs), Log: quietLogger(), OnStep: stepPrinter(bar),
 		Linger: time.Millisecond}) // one replica: nothing to wait for
 	err = n.Run(ctx)
@@ -177,20 +178,25 @@ func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
 	return err
 }
 
-// resolveSpec fills the spec's defaults against the model.
+// resolveSpec fills the spec's defaults against the model (whose
+// tokenizer must load too).
 func resolveSpec(spec shard.Spec) (shard.Spec, error) {
 	l, err := openModel(spec.Model, spec.Tokenizer, false)
 	if err != nil {
 		return spec, err
 	}
 	defer l.ck.Close()
-	if spec.Seqlen == 0 {
-		spec.Seqlen = min(2048, l.ck.Config.MaxSeq)
+	return completeSpec(spec, l.ck.Config)
+}
+
+// completeSpec resolves the window length against the model's context and
+// fills and checks the rest of the spec.
+func completeSpec(spec shard.Spec, c *model.Config) (shard.Spec, error) {
+	var err error
+	if spec.Seqlen, err = windowLength(spec.Seqlen, c); err != nil {
+		return spec, err
 	}
 	spec.Defaults()
-	if spec.Seqlen > l.ck.Config.MaxSeq {
-		return spec, fmt.Errorf("--seqlen %d exceeds the model's context of %d tokens", spec.Seqlen, l.ck.Config.MaxSeq)
-	}
 	return spec, spec.Validate()
 }
 

@@ -125,15 +125,8 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 		return nil, err
 	}
 	defer ck.Close()
-	if spec.Seqlen == 0 {
-		spec.Seqlen = min(2048, ck.Config.MaxSeq)
-	}
-	spec.Defaults()
-	if err := spec.Validate(); err != nil {
+	if spec, err = completeSpec(spec, ck.Config); err != nil {
 		return nil, err
-	}
-	if spec.Seqlen > ck.Config.MaxSeq {
-		return nil, fmt.Errorf("--seqlen %d exceeds the model's context of %d tokens", spec.Seqlen, ck.Config.MaxSeq)
 	}
 	parts, err := coordinator.Plan(ck.Config, f.shards)
 	if err != nil {
@@ -159,7 +152,7 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 		return nil, err
 	}
 	defer closeAll()
-	man, err := driveSearch(ctx, spec, shards, ledger, blobs, ck, f.out)
+	man, err := driveSearch(ctx, spec, shards, ledger, ck)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +191,7 @@ func localShards(spec shard.Spec, parts []nn.Part, blobs shard.BlobStore) ([]sha
 
 // driveSearch runs the step loop with a progress bar and returns the
 // manifest (parts are filled in by writeGamma).
-func driveSearch(ctx context.Context, spec shard.Spec, shards []shard.API, ledger coordinator.Ledger, blobs shard.BlobStore, ck *model.Checkpoint, out string) (*gammastore.Manifest, error) {
+func driveSearch(ctx context.Context, spec shard.Spec, shards []shard.API, ledger coordinator.Ledger, ck *model.Checkpoint) (*gammastore.Manifest, error) {
 	bar := newProgress(spec.Steps, "search "+spec.Mode)
 	d := &coordinator.Driver{Spec: spec, Shards: shards, Ledger: ledger, OnStep: stepPrinter(bar)}
 	refs, err := d.Run(ctx)
