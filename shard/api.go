@@ -2,10 +2,11 @@ package shard
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
+	"fmt"
 
 	"github.com/unipruning/unipruning/prune"
+	"github.com/unipruning/unipruning/transport"
 )
 
 // BlobStore keeps checkpoint and Γ images, content-addressed by sha256
@@ -95,7 +96,7 @@ func (l *Local) Restore(ctx context.Context, ref Ref) error {
 	if ref.Key == "" {
 		return l.W.Reset()
 	}
-	img, err := l.Blobs.Get(ctx, ref.Key)
+	img, err := fetchImage(ctx, l.Blobs, ref)
 	if err != nil {
 		return err
 	}
@@ -116,6 +117,26 @@ func putImage(ctx context.Context, b BlobStore, img []byte) (Ref, error) {
 	if err != nil {
 		return Ref{}, err
 	}
-	sum := sha256.Sum256(img)
-	return Ref{Key: key, SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(img))}, nil
+	return Ref{Key: key, SHA256: transport.BlobKey(img), Bytes: int64(len(img))}, nil
+}
+
+// fetchImage gets a stored image and checks it against ref's sha256 (a
+// store need not verify what it returns). A checksum failure, the store's
+// own or ref's, has code "checksum".
+func fetchImage(ctx context.Context, b BlobStore, ref Ref) ([]byte, error) {
+	if b == nil {
+		return nil, fmt.Errorf("restore: no blob store configured")
+	}
+	img, err := b.Get(ctx, ref.Key)
+	if errors.Is(err, transport.ErrChecksum) {
+		return nil, transport.WithCode(CodeChecksum, fmt.Errorf("restore: checkpoint image %s fails its checksum: %w", ref.Key, err))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore: fetch checkpoint image %s: %w", ref.Key, err)
+	}
+	if got := transport.BlobKey(img); ref.SHA256 != "" && got != ref.SHA256 {
+		return nil, transport.WithCode(CodeChecksum, fmt.Errorf("restore: checkpoint image %s has sha256 %s (%d bytes), its manifest says %s (%d bytes): checksum mismatch, the stored copy is corrupt",
+			ref.Key, got, len(img), ref.SHA256, ref.Bytes))
+	}
+	return img, nil
 }

@@ -52,7 +52,8 @@ func (o CallOptions) withDefaults() CallOptions {
 }
 
 // Remote drives a shard Server over NATS; it implements API. Every call
-// carries the Remote's epoch (SetEpoch after the coordinator bumps it).
+// carries the Remote's epoch; the coordinator makes new Remotes for a new
+// epoch.
 type Remote struct {
 	conn    *transport.Conn
 	subject string
@@ -60,7 +61,7 @@ type Remote struct {
 	id      string
 	part    Part
 	opts    CallOptions
-	epoch   atomic.Uint64
+	epoch   uint64
 	session string // prefix of envelope IDs, random per Remote
 	seq     atomic.Uint64
 
@@ -84,8 +85,7 @@ func NewRemote(conn *transport.Conn, subj transport.Subjects, id string, part Pa
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	r := &Remote{conn: conn, subject: ctl, subjErr: err, id: id, part: part, opts: opts.withDefaults(),
-		session: hex.EncodeToString(b[:]), stats: map[string]MethodStats{}}
-	r.epoch.Store(epoch)
+		session: hex.EncodeToString(b[:]), stats: map[string]MethodStats{}, epoch: epoch}
 	return r
 }
 
@@ -96,10 +96,7 @@ func (r *Remote) ID() string { return r.id }
 func (r *Remote) Part() Part { return r.part }
 
 // Epoch is the epoch the Remote's calls carry.
-func (r *Remote) Epoch() uint64 { return r.epoch.Load() }
-
-// SetEpoch changes the epoch of later calls.
-func (r *Remote) SetEpoch(e uint64) { r.epoch.Store(e) }
+func (r *Remote) Epoch() uint64 { return r.epoch }
 
 // Stats returns per-method traffic counters.
 func (r *Remote) Stats() map[string]MethodStats {

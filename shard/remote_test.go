@@ -620,7 +620,7 @@ func TestWireFormats(t *testing.T) {
 			h[i] = uint64(i) * 0x10001
 		}
 	}
-	b, err := shard.EncodeHistogram(nil, nil, h)
+	b, err := shard.EncodeHistogram(nil, h)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package shard
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,8 +77,7 @@ type Server struct {
 	specHash string
 	records  map[string]callRecord
 	hist     []uint64
-	histRaw  []byte
-	broken   error // a failed restore left the state partly overwritten
+	broken   error // a failed reset left the state invalid
 
 	mu     sync.Mutex // guards what status reads without the operation lock
 	epoch  uint64
@@ -284,7 +281,7 @@ func (s *Server) admit(env *Envelope, m method) error {
 	case m.needWorker && s.wk == nil:
 		return transport.WithCode(CodeNotAssigned, fmt.Errorf("shard %s has no part assigned", s.id))
 	case s.broken != nil && m.needWorker && env.Method != MethodRestore && env.Method != MethodCount:
-		return transport.WithCode(CodeNeedsRestore, fmt.Errorf("shard %s: a failed restore left its state invalid (%v): restore a checkpoint or reassign", s.id, s.broken))
+		return transport.WithCode(CodeNeedsRestore, fmt.Errorf("shard %s: a failed reset left its state invalid (%v): restore a checkpoint or reassign", s.id, s.broken))
 	}
 	return nil
 }
@@ -476,6 +473,11 @@ func (s *Server) install(a AssignRequest, hash string, epoch uint64, keep bool) 
 	}
 	pipe, err := NewNATSPipe(s.conn, s.subj, epoch, a.Stage, a.Stages, s.opts.StreamConfig)
 	if err != nil {
+		if keep {
+			// The kept worker holds the closed pipe: drop it, so the next
+			// assign loads afresh instead of "keeping" a worker with no pipe.
+			s.unload()
+		}
 		return err
 	}
 	if keep {
@@ -537,12 +539,12 @@ func (s *Server) doHistogram(ctx context.Context, env *Envelope) ([]byte, error)
 		return nil, err
 	}
 	if s.hist == nil {
-		s.hist, s.histRaw = make([]uint64, prune.HistBuckets), make([]byte, 0, histRawBytes)
+		s.hist = make([]uint64, prune.HistBuckets)
 	}
 	if err := s.wk.Histogram(ctx, prune.HistQuery{Round: r.Round, Prefix: r.Prefix}, s.hist); err != nil {
 		return nil, err
 	}
-	return EncodeHistogram(nil, s.histRaw, s.hist)
+	return EncodeHistogram(nil, s.hist)
 }
 
 func (s *Server) doCountEqual(ctx context.Context, env *Envelope) ([]byte, error) {
@@ -569,82 +571,63 @@ func (s *Server) doApplyTau(ctx context.Context, env *Envelope) ([]byte, error) 
 	return []byte("{}"), nil
 }
 
-func (s *Server) blobs() (BlobStore, error) {
+// local is the in-process adapter over this server's worker, so that
+// checkpoints and restores take one code path in process and over NATS.
+func (s *Server) local() (*Local, error) {
 	if s.opts.Blobs == nil {
 		return nil, fmt.Errorf("shard %s has no blob store configured", s.id)
 	}
-	return s.opts.Blobs, nil
+	return &Local{Name: s.id, W: s.wk, Blobs: s.opts.Blobs}, nil
 }
 
 func (s *Server) doCheckpoint(ctx context.Context, env *Envelope) ([]byte, error) {
-	return s.storeImage(ctx, s.wk.Checkpoint)
+	return s.storeImage(ctx, (*Local).Checkpoint)
 }
 
 func (s *Server) doGamma(ctx context.Context, env *Envelope) ([]byte, error) {
-	return s.storeImage(ctx, s.wk.GammaPart)
+	return s.storeImage(ctx, (*Local).GammaPart)
 }
 
-func (s *Server) storeImage(ctx context.Context, image func() ([]byte, error)) ([]byte, error) {
-	b, err := s.blobs()
+func (s *Server) storeImage(ctx context.Context, store func(*Local, context.Context) (Ref, error)) ([]byte, error) {
+	l, err := s.local()
 	if err != nil {
 		return nil, err
 	}
-	img, err := image()
-	if err != nil {
-		return nil, err
-	}
-	ref, err := putImage(ctx, b, img)
+	ref, err := store(l, ctx)
 	if err != nil {
 		return nil, err
 	}
 	return json.Marshal(ref)
 }
 
-// doRestore fetches and verifies a checkpoint image, then loads it; an
-// empty Ref resets the worker (API.Restore). A checksum failure (the blob
-// store's own, or the Ref's sha256) has code "checksum" and leaves the
-// state untouched.
+// doRestore loads a verified checkpoint image, or resets the worker for an
+// empty Ref (API.Restore). A rejected image leaves the state untouched
+// (Worker.Restore checks everything before copying); only a failed reset
+// leaves it invalid, and then the shard refuses work until a restore or a
+// reassignment succeeds.
 func (s *Server) doRestore(ctx context.Context, env *Envelope) ([]byte, error) {
 	var r RestoreRequest
 	if err := decodeBody(env, &r); err != nil {
 		return nil, err
 	}
-	load := s.wk.Reset // an empty Ref: back to the state before step 1
-	if r.Ref.Key != "" {
-		img, err := s.fetchImage(ctx, r.Ref)
+	if r.Ref.Key == "" {
+		s.dropStepRecords()
+		if err := s.wk.Reset(); err != nil {
+			s.broken = err
+			return nil, fmt.Errorf("reset: %w", err)
+		}
+	} else {
+		l, err := s.local()
 		if err != nil {
 			return nil, err
 		}
-		load = func() error { return s.wk.Restore(img) }
-	}
-	s.dropStepRecords()
-	if err := load(); err != nil {
-		// Restore and Reset may have replaced part of the state already.
-		s.broken = err
-		return nil, fmt.Errorf("restore %.12s: %w", r.Ref.Key, err)
+		s.dropStepRecords()
+		if err := l.Restore(ctx, r.Ref); err != nil {
+			return nil, fmt.Errorf("restore %.12s: %w", r.Ref.Key, err)
+		}
 	}
 	s.broken = nil
 	s.setState(func() { s.step = s.wk.LastStep() })
 	s.log.Info("restored", "key", r.Ref.Key, "step", s.wk.LastStep())
 	return []byte("{}"), nil
-}
-
-func (s *Server) fetchImage(ctx context.Context, ref Ref) ([]byte, error) {
-	b, err := s.blobs()
-	if err != nil {
-		return nil, err
-	}
-	img, err := b.Get(ctx, ref.Key)
-	if errors.Is(err, transport.ErrChecksum) {
-		return nil, transport.WithCode(CodeChecksum, fmt.Errorf("restore: checkpoint image %s fails its checksum: %w", ref.Key, err))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("restore: fetch checkpoint image %s: %w", ref.Key, err)
-	}
-	sum := sha256.Sum256(img)
-	if got := hex.EncodeToString(sum[:]); ref.SHA256 != "" && got != ref.SHA256 {
-		return nil, transport.WithCode(CodeChecksum, fmt.Errorf("restore: checkpoint image %s has sha256 %s (%d bytes), its manifest says %s (%d bytes): checksum mismatch, the stored copy is corrupt",
-			ref.Key, got, len(img), ref.SHA256, ref.Bytes))
-	}
-	return img, nil
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -271,20 +272,25 @@ var (
 )
 
 // EncodeHistogram appends the wire form of counts (HistBuckets long) to
-// dst; raw is scratch space of histRawBytes reused between calls (or nil).
-func EncodeHistogram(dst, raw []byte, counts []uint64) ([]byte, error) {
+// dst: little-endian uint64s, zstd-compressed.
+func EncodeHistogram(dst []byte, counts []uint64) ([]byte, error) {
 	if len(counts) != prune.HistBuckets {
 		return nil, fmt.Errorf("histogram of %d buckets (want %d)", len(counts), prune.HistBuckets)
 	}
-	raw = raw[:0]
-	for _, c := range counts {
-		raw = binary.LittleEndian.AppendUint64(raw, c)
+	raw, ok := u64Bytes(counts)
+	if !ok {
+		raw = make([]byte, 0, histRawBytes)
+		for _, c := range counts {
+			raw = binary.LittleEndian.AppendUint64(raw, c)
+		}
 	}
 	dst = append(dst, histMagic...)
 	return histEncoder().EncodeAll(raw, dst), nil
 }
 
-// DecodeHistogram fills dst (HistBuckets long) from a histogram reply.
+// DecodeHistogram fills dst (HistBuckets long) from a histogram reply. On
+// little-endian hosts it decompresses straight into dst: the coordinator
+// decodes two replies per shard per step.
 func DecodeHistogram(b []byte, dst []uint64) error {
 	if len(dst) != prune.HistBuckets {
 		return fmt.Errorf("histogram buffer of %d buckets (want %d)", len(dst), prune.HistBuckets)
@@ -292,17 +298,34 @@ func DecodeHistogram(b []byte, dst []uint64) error {
 	if len(b) < len(histMagic) || string(b[:len(histMagic)]) != histMagic {
 		return errors.New("histogram reply lacks its UPH1 header (not a shard histogram)")
 	}
-	raw, err := histDecoder().DecodeAll(b[len(histMagic):], make([]byte, 0, histRawBytes))
+	view, inPlace := u64Bytes(dst)
+	if !inPlace {
+		view = make([]byte, 0, histRawBytes)
+	}
+	raw, err := histDecoder().DecodeAll(b[len(histMagic):], view[:0])
 	if err != nil {
 		return fmt.Errorf("histogram reply: %w", err)
 	}
 	if len(raw) != histRawBytes {
 		return fmt.Errorf("histogram reply decodes to %d bytes (want %d)", len(raw), histRawBytes)
 	}
+	if inPlace && unsafe.SliceData(raw) == unsafe.SliceData(view) {
+		return nil
+	}
 	for i := range dst {
 		dst[i] = binary.LittleEndian.Uint64(raw[8*i:])
 	}
 	return nil
+}
+
+// u64Bytes views v as its little-endian wire bytes, when the host's
+// layout is that (ok false on big-endian hosts).
+func u64Bytes(v []uint64) (b []byte, ok bool) {
+	var one uint16 = 1
+	if *(*byte)(unsafe.Pointer(&one)) != 1 || len(v) == 0 {
+		return nil, false
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 8*len(v)), true
 }
 
 // remoteCode returns the code of a handler error received over transport.
