@@ -3,7 +3,6 @@ package nn
 import (
 	"math"
 	"runtime"
-	"sync"
 )
 
 // attnShape describes the multi-head attention of a batch: B windows of T
@@ -40,30 +39,7 @@ const narrowHead = 32
 // workers. Each pair writes disjoint outputs, and the query heads of a group
 // are handled in a fixed order, so results do not depend on scheduling.
 func forEachGroup[T Float](a attnShape, scratch []attnScratch[T], f func(b, g int, s *attnScratch[T])) {
-	jobs := a.B * a.KV
-	workers := min(len(scratch), jobs)
-	if workers <= 1 {
-		for j := 0; j < jobs; j++ {
-			f(j/a.KV, j%a.KV, &scratch[0])
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	next := make(chan int, jobs)
-	for j := 0; j < jobs; j++ {
-		next <- j
-	}
-	close(next)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(s *attnScratch[T]) {
-			defer wg.Done()
-			for j := range next {
-				f(j/a.KV, j%a.KV, s)
-			}
-		}(&scratch[w])
-	}
-	wg.Wait()
+	parallelFor(a.B*a.KV, len(scratch), func(w, j int) { f(j/a.KV, j%a.KV, &scratch[w]) })
 }
 
 func newScratch[T Float](t, hd int, grad bool) []attnScratch[T] {

@@ -8,7 +8,6 @@ package nn
 import (
 	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,11 +30,15 @@ type gonumKernel struct{ gonum.Implementation }
 func (gonumKernel) Name() string { return "gonum" }
 
 // kernels lists the available kernels; the openblas build adds its own.
-var kernels = map[string]Kernel{"gonum": gonumKernel{}}
+var kernels = map[string]Kernel{"gonum": pureGo}
+
+// pureGo is the gonum kernel, also used for small products whatever the
+// active kernel (no map lookup on that path).
+var pureGo Kernel = gonumKernel{}
 
 // active is the kernel used by the engine: OpenBLAS when built with it,
 // otherwise gonum's pure-Go implementation.
-var active Kernel = gonumKernel{}
+var active = pureGo
 
 // ActiveKernel names the kernel in use.
 func ActiveKernel() string { return active.Name() }
@@ -75,7 +78,7 @@ const smallGemm = 1 << 20
 
 // rowSplitter marks kernels that run single-threaded and want Gemm to
 // spread large products over goroutines.
-type rowSplitter interface{ splitRows() bool }
+type rowSplitter interface{ splitRows() }
 
 // gemmChunk is the number of rows of C per goroutine task. It is fixed,
 // not derived from the core count, so the result of every row comes from
@@ -86,28 +89,14 @@ const gemmChunk = 256
 // of GOMAXPROCS goroutines.
 func gemmRows[T Float](kn Kernel, tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	chunks := (m + gemmChunk - 1) / gemmChunk
-	next := make(chan int, chunks)
-	for i := 0; i < chunks; i++ {
-		next <- i
-	}
-	close(next)
-	var wg sync.WaitGroup
-	for w := 0; w < min(chunks, runtime.GOMAXPROCS(0)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ch := range next {
-				i0 := ch * gemmChunk
-				rows := min(gemmChunk, m-i0)
-				ao := i0 * lda
-				if tA {
-					ao = i0
-				}
-				gemmCall(kn, tA, tB, rows, n, k, alpha, a[ao:], lda, b, ldb, beta, c[i0*ldc:], ldc)
-			}
-		}()
-	}
-	wg.Wait()
+	parallelFor(chunks, runtime.GOMAXPROCS(0), func(_, ch int) {
+		i0 := ch * gemmChunk
+		ao := i0 * lda
+		if tA {
+			ao = i0
+		}
+		gemmCall(kn, tA, tB, min(gemmChunk, m-i0), n, k, alpha, a[ao:], lda, b, ldb, beta, c[i0*ldc:], ldc)
+	})
 }
 
 func gemmCall[T Float](kn Kernel, tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
@@ -130,17 +119,12 @@ func Gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 	}
 	k3 := active
 	if m*n*k < smallGemm {
-		k3 = kernels["gonum"]
-	} else if split, ok := k3.(rowSplitter); ok && split.splitRows() && m > gemmChunk {
+		k3 = pureGo
+	} else if _, split := k3.(rowSplitter); split && m > gemmChunk {
 		gemmRows(k3, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	switch av := any(a).(type) {
-	case []float32:
-		k3.Sgemm(tr(tA), tr(tB), m, n, k, float32(alpha), av, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
-	case []float64:
-		k3.Dgemm(tr(tA), tr(tB), m, n, k, float64(alpha), av, lda, any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
-	}
+	gemmCall(k3, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 // NaiveGemm is the reference triple loop (float64 accumulation) that the

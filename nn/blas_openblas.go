@@ -22,7 +22,7 @@ func (openblasKernel) Name() string { return "openblas" }
 // goroutines in fixed row chunks (deterministic whatever the core count),
 // and OpenBLAS's own threads would otherwise spin against the engine's
 // goroutines (attention heads run in parallel).
-func (openblasKernel) splitRows() bool { return true }
+func (openblasKernel) splitRows() {}
 
 func init() {
 	C.openblas_set_num_threads(1)

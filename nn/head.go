@@ -4,12 +4,16 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"sync"
 )
 
-// headRows bounds the logits kept at once (rows × vocab), so a 128k-token
-// vocabulary never needs a full tokens × vocab matrix.
+// headChunkValues bounds one chunk of logits (rows × vocab), so a
+// 128k-token vocabulary never needs a full tokens × vocab matrix.
 const headChunkValues = 1 << 22
+
+// headWorkersMax caps the chunks scored at once: every worker keeps its own
+// chunk of logits, so without a cap the head's memory would grow with the
+// core count (64 MiB of float32 logits per 4 workers).
+const headWorkersMax = 8
 
 type headWork[T Float] struct {
 	hn, dhn, dh []T
@@ -101,30 +105,19 @@ func (s *Stage[T]) headChunks(hw *headWork[T], n int, targets []int32, grad bool
 	rows := min(n, hw.rows) // a short batch needs a short buffer
 	chunks := (n + rows - 1) / rows
 	sums := make([]float64, chunks)
-	workers := min(chunks, len(hw.logits))
+	workers := min(chunks, len(hw.logits), headWorkersMax)
 	if grad && s.G != nil && s.G.Head != nil {
 		workers = 1
 	}
-	next := make(chan int, chunks)
-	for i := 0; i < chunks; i++ {
-		next <- i
-	}
-	close(next)
-	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		if len(hw.logits[w]) < rows*s.W.Cfg.Vocab {
 			hw.logits[w] = make([]T, rows*s.W.Cfg.Vocab)
 		}
-		wg.Add(1)
-		go func(buf []T) {
-			defer wg.Done()
-			for ch := range next {
-				r0 := ch * rows
-				sums[ch] = s.headChunk(hw, buf, r0, min(n, r0+rows), targets, grad, count)
-			}
-		}(hw.logits[w])
 	}
-	wg.Wait()
+	parallelFor(chunks, workers, func(w, ch int) {
+		r0 := ch * rows
+		sums[ch] = s.headChunk(hw, hw.logits[w], r0, min(n, r0+rows), targets, grad, count)
+	})
 	var sum float64
 	for _, v := range sums {
 		sum += v
@@ -191,10 +184,16 @@ func logSumExp[T Float](row []T) float64 {
 // Logits returns the logits of row r of hidden states h (for generation).
 func (s *Stage[T]) Logits(h []T, r int) []T {
 	c := s.W.Cfg
-	hn := make([]T, c.Dim)
-	inv := make([]float64, 1)
-	rmsNorm(hn, h[r*c.Dim:(r+1)*c.Dim], s.W.Norm, inv, 1, c.Dim, c.NormEps)
 	out := make([]T, c.Vocab)
-	Gemm(false, true, 1, c.Vocab, c.Dim, 1, hn, c.Dim, s.W.Head, c.Dim, 0, out, c.Vocab)
+	s.LogitsInto(out, h[r*c.Dim:(r+1)*c.Dim], 1)
 	return out
+}
+
+// LogitsInto writes the logits of the n rows of hidden states h into dst
+// (n × vocab): the final norm, then the head.
+func (s *Stage[T]) LogitsInto(dst, h []T, n int) {
+	c := s.W.Cfg
+	hw := s.headBuffers(n)
+	rmsNorm(hw.hn, h[:n*c.Dim], s.W.Norm, hw.inv, n, c.Dim, c.NormEps)
+	Gemm(false, true, n, c.Vocab, c.Dim, 1, hw.hn, c.Dim, s.W.Head, c.Dim, 0, dst, c.Vocab)
 }

@@ -6,11 +6,14 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/unipruning/unipruning/model"
 )
 
 // PlotMatrixSparsity draws the sparsity of every target matrix (in
@@ -22,7 +25,8 @@ func PlotMatrixSparsity(r *Report, title, path string) error {
 	p.X.Label.Text = "decoder layer (7 matrices each: q k v o gate up down)"
 	p.Y.Label.Text = "sparsity"
 	p.Y.Min, p.Y.Max = 0, 1.6 // headroom for the legend
-	layers := len(r.Matrices) / 7
+	per := int(model.NumMatrices)
+	layers := len(r.Matrices) / per
 	var ticks []plot.Tick
 	for l := 0; l <= layers; l++ {
 		ticks = append(ticks, plot.Tick{Value: float64(l), Label: strconv.Itoa(l)})
@@ -31,11 +35,12 @@ func PlotMatrixSparsity(r *Report, title, path string) error {
 	kinds := map[string]plotter.XYs{}
 	var order []string
 	for i, m := range r.Matrices {
-		kind := m.Name[lastDot(m.Name[:len(m.Name)-len(".weight")])+1 : len(m.Name)-len(".weight")]
+		base := strings.TrimSuffix(m.Name, ".weight")
+		kind := base[strings.LastIndexByte(base, '.')+1:]
 		if _, ok := kinds[kind]; !ok {
 			order = append(order, kind)
 		}
-		kinds[kind] = append(kinds[kind], plotter.XY{X: float64(i)/7 + 0.5/7, Y: m.Sparsity})
+		kinds[kind] = append(kinds[kind], plotter.XY{X: (float64(i) + 0.5) / float64(per), Y: m.Sparsity})
 	}
 	for i, k := range order {
 		s, err := plotter.NewScatter(kinds[k])
@@ -55,15 +60,6 @@ func PlotMatrixSparsity(r *Report, title, path string) error {
 	p.Legend.Add(fmt.Sprintf("overall %.2f", r.Total), ref)
 	p.Legend.Top = true
 	return p.Save(8*vg.Inch, 4*vg.Inch, path)
-}
-
-func lastDot(s string) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '.' {
-			return i
-		}
-	}
-	return -1
 }
 
 // Series is one method's perplexity at several unstructured sparsities.

@@ -81,6 +81,7 @@ type EvalOptions struct {
 type loadedTask struct {
 	*Task
 	docs      []Doc
+	nreq      []int      // requests of each document
 	reqs      []prepared // the documents' requests, in order
 	available int        // documents in the file
 	limited   int        // documents considered (after --limit)
@@ -114,7 +115,7 @@ func Evaluate(s *Scorer, ts []*Task, dir string, o EvalOptions, progress func(do
 			return nil, err
 		}
 		done += len(lt.reqs)
-		rep.add(tr)
+		rep.add(tr, lt.Note)
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
@@ -166,6 +167,7 @@ func (lt *loadedTask) encode(s *Scorer, d Doc, skip bool) error {
 		ps = append(ps, p)
 	}
 	lt.docs = append(lt.docs, d)
+	lt.nreq = append(lt.nreq, len(ps))
 	lt.reqs = append(lt.reqs, ps...)
 	return nil
 }
@@ -181,8 +183,8 @@ func runTask(s *Scorer, lt *loadedTask, progress func(done, total int)) (TaskRes
 	tr := TaskResult{Name: lt.Name, N: len(lt.docs), Available: lt.available, Skipped: len(lt.skipped),
 		Split: lt.Split, HarnessTask: lt.Harness, File: lt.File, SHA256: lt.sha}
 	k := 0
-	for _, d := range lt.docs {
-		n := len(d.Requests(lt.Kind))
+	for i, d := range lt.docs {
+		n := lt.nreq[i]
 		item, trunc := scoreDoc(d, res[k:k+n])
 		k += n
 		tr.Items = append(tr.Items, item)
@@ -309,8 +311,9 @@ func lineList(lines []int, max int) string {
 	return strings.Join(s, ", ")
 }
 
-// add appends a task and updates the means and report-wide notes.
-func (r *Report) add(tr TaskResult) {
+// add appends a task and updates the means; the task's data caveat
+// (e.g. HellaSwag's 1,000-item subset) also goes to the report-wide notes.
+func (r *Report) add(tr TaskResult, caveat string) {
 	r.Tasks = append(r.Tasks, tr)
 	r.MeanOver = append(r.MeanOver, tr.Name)
 	var s float64
@@ -319,8 +322,8 @@ func (r *Report) add(tr TaskResult) {
 	}
 	r.MeanAcc = s / float64(len(r.Tasks))
 	r.PaperMean = paperMean(r.Tasks)
-	if tr.Name == "hellaswag" {
-		r.Notes = append(r.Notes, "hellaswag is a 1,000-item subset of the validation split")
+	if caveat != "" {
+		r.Notes = append(r.Notes, tr.Name+": "+caveat)
 	}
 }
 

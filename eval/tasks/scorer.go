@@ -51,7 +51,6 @@ type Scorer struct {
 	maxLen int
 	bos    bool
 	batch  int
-	hn     []float32 // normalised hidden rows of one head chunk
 	logits []float32 // their logits
 }
 
@@ -261,7 +260,8 @@ func (s *Scorer) scoreBatch(gs []inputGroup, t int, out []Result) error {
 	return nil
 }
 
-// headRowsBudget bounds rows × vocab logits held at once.
+// headRowsBudget bounds rows × vocab logits held at once (as the engine's
+// own head chunks do).
 const headRowsBudget = 1 << 22
 
 // continuationLogProb applies the final RMSNorm and the LM head to the
@@ -273,14 +273,13 @@ func (s *Scorer) continuationLogProb(h []float32, targets []int32) (float64, boo
 	v, d := c.Vocab, c.Dim
 	chunk := max(1, min(len(targets), headRowsBudget/v))
 	if len(s.logits) < chunk*v {
-		s.hn, s.logits = make([]float32, chunk*d), make([]float32, chunk*v)
+		s.logits = make([]float32, chunk*v)
 	}
 	sum, greedy := 0.0, true
 	for r0 := 0; r0 < len(targets); r0 += chunk {
 		n := min(chunk, len(targets)-r0)
-		rmsNorm(s.hn[:n*d], h[r0*d:(r0+n)*d], s.w.Norm, d, c.NormEps)
 		lg := s.logits[:n*v]
-		nn.Gemm(false, true, n, v, d, 1, s.hn, d, s.w.Head, d, 0, lg, v)
+		s.st.LogitsInto(lg, h[r0*d:(r0+n)*d], n)
 		for r := 0; r < n; r++ {
 			row := lg[r*v : (r+1)*v]
 			tgt := targets[r0+r]
@@ -290,22 +289,6 @@ func (s *Scorer) continuationLogProb(h []float32, targets []int32) (float64, boo
 		}
 	}
 	return sum, greedy
-}
-
-// rmsNorm is the model's final norm, computed as the engine computes it
-// (sum of squares in float64, then y = float32(x·inv)·g).
-func rmsNorm(y, x, g []float32, d int, eps float64) {
-	for r := 0; r < len(x)/d; r++ {
-		row := x[r*d : (r+1)*d]
-		var ss float64
-		for _, v := range row {
-			ss += float64(v) * float64(v)
-		}
-		inv := 1 / math.Sqrt(ss/float64(d)+eps)
-		for i, v := range row {
-			y[r*d+i] = float32(float64(v)*inv) * g[i]
-		}
-	}
 }
 
 // logSumExpArgmax returns log Σ exp(row) in float64 and the first index of

@@ -195,6 +195,13 @@ func EncodeRaw(specs []WriteSpec, metadata map[string]string, fill func(i int) (
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}
 	var buf bytes.Buffer
+	// The size is known: one allocation instead of doubling through a
+	// state image that may be gigabytes.
+	size := 8 + len(l.headerBytes(metadata))
+	if n := len(specs); n > 0 {
+		size += int(l.begin[n-1] + l.size[n-1])
+	}
+	buf.Grow(size)
 	w := bufio.NewWriter(&buf)
 	if err := writeBody(l, w, metadata, func(l *layout, w *bufio.Writer) error { return rawBody(specs, l, w, fill) }); err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
