@@ -16,9 +16,8 @@ import (
 
 // resultCell is one (method, target) measurement.
 type resultCell struct {
-	ppl  float64
-	rep  *report.Report
-	path string
+	ppl float64
+	rep *report.Report
 }
 
 func tableCmd() *cobra.Command {
@@ -84,11 +83,14 @@ func collectResults(root string) (map[string]map[string]resultCell, float64, err
 				if cells[label] == nil {
 					cells[label] = map[string]resultCell{}
 				}
-				cells[label][target] = resultCell{ppl: e.PPL, rep: rep, path: p}
+				cells[label][target] = resultCell{ppl: e.PPL, rep: rep}
 			case "dense":
 				dense = e.PPL
 			}
 		}
+	}
+	if len(cells) == 0 {
+		return nil, 0, fmt.Errorf("no report under %s has a pruned model's perplexity (give prune, extract or run --eval-text)", root)
 	}
 	return cells, dense, nil
 }
