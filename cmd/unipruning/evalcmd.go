@@ -13,7 +13,7 @@ import (
 
 type evalFlags struct {
 	model, tokenizer, dataset, text string
-	seqlen, batch, limit            int
+	seqlen, batch                   int
 	json                            bool
 	tasks                           taskFlags
 }
@@ -58,7 +58,7 @@ The report states model, protocol, file sha256, seqlen, windows and tokenizer.`,
 	fl.StringVar(&f.text, "text", "", "the text file the protocol reads (wiki.test.raw, a C4 validation .jsonl, or a text file) (required)")
 	fl.IntVar(&f.seqlen, "seqlen", 0, "window length in tokens (default: min(2048, the model's context))")
 	fl.IntVar(&f.batch, "batch", 0, "windows per forward pass (default: about 4096 tokens' worth)")
-	fl.IntVar(&f.limit, "limit", 0, "score only the first N windows (0 = all); the report says so")
+	fl.IntVar(&f.tasks.limit, "limit", 0, "score only the first N windows (0 = all); the report says so")
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object on stdout")
 	registerTaskFlags(cmd, &f.tasks)
 	return cmd
@@ -112,27 +112,12 @@ func evalPerplexity(f *evalFlags, m *loaded, out *evalResult) error {
 	if f.seqlen, err = windowLength(f.seqlen, m.ck.Config); err != nil {
 		return err
 	}
-	ws, man, err := eval.EvalWindows(f.dataset, f.text, m.tok, f.seqlen)
+	logf("eval %s: %s, seqlen %d, model %s, kernel %s", f.dataset, f.text, f.seqlen, f.model, nn.ActiveKernel())
+	r, err := perplexityLimited("model", m.w, m.tok, f.dataset, f.text, f.seqlen, f.tasks.limit, f.batch)
 	if err != nil {
 		return err
 	}
-	if f.limit > 0 && f.limit < len(ws) {
-		ws = ws[:f.limit]
-		man.Note += fmt.Sprintf(" limited to the first %d of %d windows", f.limit, man.Windows)
-		man.Windows = f.limit
-	}
-	man.Tokenizer = m.ck.TokenizerPath
-	logf("eval %s: %s (sha256 %.12s…), %d windows × %d tokens, model %s, kernel %s",
-		f.dataset, f.text, man.SHA256, len(ws), f.seqlen, f.model, nn.ActiveKernel())
-	if f.batch == 0 {
-		f.batch = eval.BatchFor(f.seqlen)
-	}
-	bar := newProgress(len(ws), "perplexity")
-	res, err := eval.Perplexity(nn.NewStage(m.w), ws, f.batch, func(d, t int) { bar.Set(d, "") })
-	bar.Done()
-	if err != nil {
-		return err
-	}
-	out.Manifest, out.PPL, out.NLL, out.Predicted = man, res.PPL(), res.Sum/float64(res.Count), res.Count
+	r.Manifest.Tokenizer = m.ck.TokenizerPath
+	out.Manifest, out.PPL, out.NLL, out.Predicted = r.Manifest, r.PPL, r.NLL, r.Predicted
 	return nil
 }

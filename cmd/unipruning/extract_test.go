@@ -9,10 +9,8 @@ import (
 	"time"
 
 	"github.com/unipruning/unipruning/internal/shareddata"
-	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/prune/gammastore"
-	"github.com/unipruning/unipruning/prune/maskfile"
 	"github.com/unipruning/unipruning/shard"
 )
 
@@ -34,29 +32,9 @@ func TestExtractOneShot(t *testing.T) {
 	if len(reps) != 3 {
 		t.Fatalf("%d reports", len(reps))
 	}
-	orig, _ := model.Open(spec.Model, "")
-	defer orig.Close()
-	for _, name := range []string{"sparsity-0.50", "sparsity-0.70", "pattern-2of4"} {
-		masks, err := maskfile.Read(filepath.Join(out, name, "masks.safetensors"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pm, err := model.Open(filepath.Join(out, name, "stories260K.bin"), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, tg := range model.Targets(orig.Config) {
-			w, _ := pm.Read(tg.TensorName())
-			w0, _ := orig.Read(tg.TensorName())
-			mk := masks[tg.TensorName()]
-			for i := range w {
-				keep := mk.Keep(i/mk.In, i%mk.In)
-				if (keep && w[i] != w0[i]) || (!keep && w[i] != 0) {
-					t.Fatalf("%s %s: weight %d is %v, original %v, kept %v", name, tg, i, w[i], w0[i], keep)
-				}
-			}
-		}
-		pm.Close()
+	// Each output is the ORIGINAL weights under its mask, as prune's are.
+	for name, target := range map[string]string{"sparsity-0.50": "0.5", "sparsity-0.70": "0.7", "pattern-2of4": "2:4"} {
+		checkPruned(t, pruneFlags{model: spec.Model, out: filepath.Join(out, name)}, "unipruning", target)
 	}
 	if reps[0].Total < 0.4999 || reps[0].Total > 0.5001 || reps[1].Total < 0.6999 || reps[1].Total > 0.7001 {
 		t.Fatalf("sparsities %v %v", reps[0].Total, reps[1].Total)

@@ -3,15 +3,16 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/unipruning/unipruning/eval/tasks"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune/extract"
@@ -147,13 +148,9 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 		return nil, err
 	}
 	logf("Γ store %s loaded and checked in %.1fs", f.run, time.Since(start).Seconds())
-	var dense []report.Eval
-	denseRep := &report.Report{}
+	dense := &report.Report{} // the dense model's scores, shared by every target's report
 	if m.w != nil {
-		if dense, err = f.evals.run("dense", m.w, m.tok, m.ck.TokenizerPath, spec.Seqlen); err != nil {
-			return nil, err
-		}
-		if err := f.evals.zeroShot("dense", m.w, m.tok, denseRep); err != nil {
+		if err := f.evals.score("dense", m.w, m.tok, m.ck.TokenizerPath, spec.Seqlen, dense); err != nil {
 			return nil, err
 		}
 		m.w = nil
@@ -161,16 +158,9 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 	var reps []*report.Report
 	err = model.WriteDirAtomically(f.out, f.force, func(tmp string) error {
 		for _, t := range targets {
-			rep, err := extractOne(filepath.Join(tmp, t.Name()), m, store, t, &spec, &f)
+			rep, err := extractOne(filepath.Join(tmp, t.Name()), m, store, t, &spec, &f, dense)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.Name(), err)
-			}
-			rep.Evals = append(append([]report.Eval(nil), dense...), rep.Evals...)
-			if d := denseRep.ZeroShot["dense"]; d != nil {
-				if rep.ZeroShot == nil {
-					rep.ZeroShot = map[string]*tasks.Report{}
-				}
-				rep.ZeroShot["dense"] = d
 			}
 			rep.Seconds["total"] = time.Since(start).Seconds()
 			if err := rep.Write(filepath.Join(tmp, t.Name(), "report.json")); err != nil {
@@ -195,7 +185,7 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 }
 
 // extractOne writes one target's pruned model, masks and report into dir.
-func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target, spec *shard.Spec, f *extractFlags) (*report.Report, error) {
+func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target, spec *shard.Spec, f *extractFlags, dense *report.Report) (*report.Report, error) {
 	t0 := time.Now()
 	var ms []extract.Matrix
 	for _, tg := range model.Targets(m.ck.Config) {
@@ -208,7 +198,8 @@ func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target
 	}
 	rep := &report.Report{Tool: "unipruning", Command: "extract", Model: f.model, Format: string(m.ck.Format),
 		Tokenizer: m.ck.TokenizerPath, Method: "unipruning-" + spec.Mode, Calibration: store.Calibration,
-		Settings: map[string]any{"run": f.run, "spec": spec}, Seconds: map[string]float64{}, Machine: report.ThisMachine(nn.ActiveKernel())}
+		Settings: map[string]any{"run": f.run, "spec": spec}, Seconds: map[string]float64{}, Machine: report.ThisMachine(nn.ActiveKernel()),
+		Evals: slices.Clone(dense.Evals), ZeroShot: maps.Clone(dense.ZeroShot)}
 	if t.M > 0 {
 		rep.Pattern = fmt.Sprintf("%d:%d", t.N, t.M)
 	} else {

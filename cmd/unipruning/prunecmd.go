@@ -101,6 +101,17 @@ func (e *evalSpec) zeroShot(label string, w *nn.Weights[float32], tok tokenizer.
 	return nil
 }
 
+// score evaluates a model on every requested text and task into rep
+// (label: dense, pruned).
+func (e *evalSpec) score(label string, w *nn.Weights[float32], tok tokenizer.Tokenizer, tokName string, seqlen int, rep *report.Report) error {
+	evs, err := e.run(label, w, tok, tokName, seqlen)
+	rep.Evals = append(rep.Evals, evs...)
+	if err != nil {
+		return err
+	}
+	return e.zeroShot(label, w, tok, rep)
+}
+
 // run scores a model on every requested text.
 func (e *evalSpec) run(label string, w *nn.Weights[float32], tok eval.Tokenizer, tokName string, seqlen int) ([]report.Eval, error) {
 	var out []report.Eval
@@ -119,13 +130,27 @@ func (e *evalSpec) run(label string, w *nn.Weights[float32], tok eval.Tokenizer,
 }
 
 func perplexityOf(label string, w *nn.Weights[float32], tok eval.Tokenizer, dataset, text string, seqlen int) (report.Eval, error) {
+	return perplexityLimited(label, w, tok, dataset, text, seqlen, 0, 0)
+}
+
+// perplexityLimited is perplexityOf on the first limit windows (0: all),
+// batch windows per forward pass (0: about 4096 tokens' worth).
+func perplexityLimited(label string, w *nn.Weights[float32], tok eval.Tokenizer, dataset, text string, seqlen, limit, batch int) (report.Eval, error) {
 	ws, man, err := eval.EvalWindows(dataset, text, tok, seqlen)
 	if err != nil {
 		return report.Eval{}, err
 	}
+	if limit > 0 && limit < len(ws) {
+		ws = ws[:limit]
+		man.Note += fmt.Sprintf(" limited to the first %d of %d windows", limit, man.Windows)
+		man.Windows = limit
+	}
+	if batch == 0 {
+		batch = eval.BatchFor(seqlen)
+	}
 	start := time.Now()
 	bar := newProgress(len(ws), fmt.Sprintf("ppl %s %s", label, filepath.Base(text)))
-	res, err := eval.Perplexity(nn.NewStage(w), ws, eval.BatchFor(seqlen), func(d, t int) { bar.Set(d, "") })
+	res, err := eval.Perplexity(nn.NewStage(w), ws, batch, func(d, t int) { bar.Set(d, "") })
 	bar.Done()
 	if err != nil {
 		return report.Eval{}, err
@@ -283,12 +308,7 @@ func runPrune(f pruneFlags) error {
 		rep.Sparsity = &cfg.Sparsity
 	}
 	if m.w != nil {
-		dense, err := f.evals.run("dense", m.w, m.tok, m.ck.TokenizerPath, f.seqlen)
-		if err != nil {
-			return err
-		}
-		rep.Evals = append(rep.Evals, dense...)
-		if err := f.evals.zeroShot("dense", m.w, m.tok, rep); err != nil {
+		if err := f.evals.score("dense", m.w, m.tok, m.ck.TokenizerPath, f.seqlen, rep); err != nil {
 			return err
 		}
 		m.w = nil // free the dense copy; the engine streams layers
@@ -380,12 +400,7 @@ func evalOutput(dir string, m *loaded, rep *report.Report, ev *evalSpec, seqlen 
 		return fmt.Errorf("reloading the pruned output: %w", err)
 	}
 	defer out.ck.Close()
-	pruned, err := ev.run("pruned", out.w, out.tok, m.ck.TokenizerPath, seqlen)
-	rep.Evals = append(rep.Evals, pruned...)
-	if err != nil {
-		return err
-	}
-	return ev.zeroShot("pruned", out.w, out.tok, rep)
+	return ev.score("pruned", out.w, out.tok, m.ck.TokenizerPath, seqlen, rep)
 }
 
 // outputModelName is the model path inside an output directory.

@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -26,15 +25,13 @@ type taskFlags struct {
 	batch int    // --tasks-batch
 	noBOS bool   // --tasks-no-bos
 	skip  bool   // --tasks-skip-too-long
-	limit int    // --limit, when this file registered it
-	// sharedLimit reads the command's own --limit when it had one.
-	sharedLimit func() string
+	limit int    // --limit: items per task (eval's own --limit writes here too)
 }
 
 // registerTaskFlags adds the zero-shot flags to cmd. A command that
-// already has --limit (eval: "first N windows") keeps it and it also
-// limits the items per task, so `eval --tasks … --limit N` works as the
-// issue specifies; call this after the command's own flags.
+// already has --limit (eval: "first N windows") binds it to t.limit
+// itself, so it also limits the items per task; call this after the
+// command's own flags.
 func registerTaskFlags(cmd *cobra.Command, t *taskFlags) {
 	fl := cmd.Flags()
 	fl.StringVar(&t.list, "tasks", "", "zero-shot tasks to score as lm-evaluation-harness does: "+
@@ -45,7 +42,6 @@ func registerTaskFlags(cmd *cobra.Command, t *taskFlags) {
 	fl.BoolVar(&t.skip, "tasks-skip-too-long", false, "drop (and report) items whose answer alone exceeds the model's context, "+
 		"which the harness cannot score; without it they stop the run before scoring starts")
 	if f := fl.Lookup("limit"); f != nil {
-		t.sharedLimit = f.Value.String
 		f.Usage += "; with --tasks, also the first N items of each task"
 		return
 	}
@@ -54,18 +50,6 @@ func registerTaskFlags(cmd *cobra.Command, t *taskFlags) {
 
 // enabled reports whether --tasks was given.
 func (t *taskFlags) enabled() bool { return strings.TrimSpace(t.list) != "" }
-
-// itemLimit is --limit, read from the command's own flag when shared.
-func (t *taskFlags) itemLimit() (int, error) {
-	if t.sharedLimit == nil {
-		return t.limit, nil
-	}
-	n, err := strconv.Atoi(t.sharedLimit())
-	if err != nil {
-		return 0, fmt.Errorf("--limit: %w", err)
-	}
-	return n, nil
-}
 
 // tasksDir resolves --tasks-dir, defaulting to the shared data directory.
 func (t *taskFlags) tasksDir() (string, error) {
@@ -90,15 +74,11 @@ func runTasks(w *nn.Weights[float32], tok tokenizer.Tokenizer, t *taskFlags, pro
 	if err != nil {
 		return nil, err
 	}
-	limit, err := t.itemLimit()
-	if err != nil {
-		return nil, err
-	}
 	s, err := tasks.NewScorer(w, tok, tasks.Options{Batch: t.batch, NoBOS: t.noBOS})
 	if err != nil {
 		return nil, err
 	}
-	return tasks.Evaluate(s, ts, dir, tasks.EvalOptions{Limit: limit, SkipTooLong: t.skip}, progress)
+	return tasks.Evaluate(s, ts, dir, tasks.EvalOptions{Limit: t.limit, SkipTooLong: t.skip}, progress)
 }
 
 // printTaskTable prints the zero-shot table on stdout.

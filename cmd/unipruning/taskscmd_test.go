@@ -17,10 +17,10 @@ import (
 func parseTaskFlags(t *testing.T, ownLimit bool, args ...string) *taskFlags {
 	t.Helper()
 	cmd := &cobra.Command{Use: "x", RunE: func(*cobra.Command, []string) error { return nil }}
-	if ownLimit {
-		cmd.Flags().Int("limit", 0, "score only the first N windows")
-	}
 	var tf taskFlags
+	if ownLimit { // as eval registers its own --limit
+		cmd.Flags().IntVar(&tf.limit, "limit", 0, "score only the first N windows")
+	}
 	registerTaskFlags(cmd, &tf)
 	if err := cmd.Flags().Parse(args); err != nil {
 		t.Fatal(err)
@@ -33,13 +33,13 @@ func TestTaskFlags(t *testing.T) {
 		t.Error("enabled without --tasks")
 	}
 	tf := parseTaskFlags(t, false, "--tasks", "piqa,boolq", "--limit", "7", "--tasks-dir", "/d", "--tasks-batch", "3")
-	if n, _ := tf.itemLimit(); !tf.enabled() || n != 7 || tf.dir != "/d" || tf.batch != 3 {
+	if n := tf.limit; !tf.enabled() || n != 7 || tf.dir != "/d" || tf.batch != 3 {
 		t.Fatalf("flags not parsed: %+v (limit %d)", tf, n)
 	}
 	// eval already has --limit: it is shared, not redefined (which would panic).
 	shared := parseTaskFlags(t, true, "--tasks", "all", "--limit", "5")
-	if n, err := shared.itemLimit(); err != nil || n != 5 {
-		t.Fatalf("shared --limit: %d, %v", n, err)
+	if n := shared.limit; n != 5 {
+		t.Fatalf("shared --limit: %d", n)
 	}
 }
 
