@@ -46,7 +46,7 @@ func TestBaseline(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			j, ref, ctx := setup(t, mode)
-			c := newCluster(t, j, clusterOpts{})
+			c := newCluster(t, j)
 			start := c.up(3)
 			end := c.waitDone(ctx)
 			sameGamma(t, ref, c.out, true)
@@ -108,7 +108,7 @@ func TestShardKill(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.mode+"/"+tc.how, func(t *testing.T) {
 			j, ref, ctx := setup(t, tc.mode)
-			c := newCluster(t, j, clusterOpts{})
+			c := newCluster(t, j)
 			c.up(3)
 			if tc.how == "standby" {
 				c.startShard("standby", "--standby")
@@ -140,7 +140,7 @@ func TestLeaderKill(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			j, ref, ctx := setup(t, mode)
-			c := newCluster(t, j, clusterOpts{})
+			c := newCluster(t, j)
 			c.up(3)
 			k := c.waitStep(ctx, faultStep)
 			st, err := c.status(ctx)
@@ -187,7 +187,7 @@ func TestNATSRestart(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			j, ref, ctx := setup(t, mode)
-			c := newCluster(t, j, clusterOpts{})
+			c := newCluster(t, j)
 			c.up(3)
 			k := c.waitStep(ctx, faultStep)
 			c.stop("nats")
@@ -199,7 +199,7 @@ func TestNATSRestart(t *testing.T) {
 			c.waitDone(ctx)
 			sameGamma(t, ref, c.out, true)
 			r := c.recovery(at, shardLost)
-			t.Logf("RECOVERY NATS restart (%s): %v; back %v after the server returned", mode, r, maxDur(r.firstStep-outage, 0))
+			t.Logf("RECOVERY NATS restart (%s): %v; back %v after the server returned", mode, r, max(r.firstStep-outage, 0))
 		})
 	}
 }
@@ -212,7 +212,7 @@ func TestShardFrozen(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			j, ref, ctx := setup(t, mode)
-			c := newCluster(t, j, clusterOpts{})
+			c := newCluster(t, j)
 			c.up(3)
 			k := c.waitStep(ctx, faultStep)
 			c.signal("s1", syscall.SIGSTOP)
@@ -230,11 +230,4 @@ func TestShardFrozen(t *testing.T) {
 			t.Logf("RECOVERY shard paused (%s): %v", mode, r)
 		})
 	}
-}
-
-func maxDur(a, b time.Duration) time.Duration {
-	if a > b {
-		return a
-	}
-	return b
 }

@@ -213,14 +213,7 @@ func (p *composeProject) down() {
 }
 
 func (p *composeProject) status(ctx context.Context) (coordinator.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var st coordinator.Status
-	b, err := exec.CommandContext(ctx, p.bin, "status", "--nats", p.natsURL, "--cluster", "chaos", "--json").Output()
-	if err != nil {
-		return st, err
-	}
-	return st, json.Unmarshal(b, &st)
+	return clusterStatus(ctx, p.bin, p.natsURL)
 }
 
 // doneLogged: a coordinator reported the replicated status "done".

@@ -6,11 +6,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/unipruning/unipruning/prune/gammastore"
 	"net"
 	"os"
 	"os/exec"
@@ -153,57 +152,21 @@ func searchArgs(s shard.Spec) []string {
 // ---------------------------------------------------------------------------
 // Γ stores.
 
-type gammaPart struct {
-	File   string `json:"file"`
-	From   int    `json:"from"`
-	To     int    `json:"to"`
-	SHA256 string `json:"sha256"`
-	Bytes  int64  `json:"bytes"`
-}
-
-type gammaStep struct {
-	Step     int      `json:"step"`
-	LR       float64  `json:"lr"`
-	Loss     *float64 `json:"loss,omitempty"`
-	GradNorm *float64 `json:"grad_norm,omitempty"`
-	Tau      *float64 `json:"tau,omitempty"`
-}
-
-type gammaManifest struct {
-	SpecHash string      `json:"spec_hash"`
-	Parts    []gammaPart `json:"parts"`
-	Steps    []gammaStep `json:"steps"`
-}
-
 type reference struct {
 	dir     string
-	man     gammaManifest
+	man     gammastore.Manifest
 	seconds float64
 }
 
-// readGamma loads a Γ store's manifest and checks every part file against
-// its recorded sha256.
-func readGamma(t testing.TB, dir string) gammaManifest {
+// readGamma loads a Γ store (gammastore.Open checks every part file
+// against its recorded sha256) and returns its manifest.
+func readGamma(t testing.TB, dir string) gammastore.Manifest {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "gamma.json"))
+	st, err := gammastore.Open(dir)
 	if err != nil {
-		t.Fatalf("Γ store: %v", err)
+		t.Fatal(err)
 	}
-	var m gammaManifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("Γ store %s: %v", dir, err)
-	}
-	for _, p := range m.Parts {
-		img, err := os.ReadFile(filepath.Join(dir, p.File))
-		if err != nil {
-			t.Fatalf("Γ part: %v", err)
-		}
-		sum := sha256.Sum256(img)
-		if got := hex.EncodeToString(sum[:]); got != p.SHA256 || int64(len(img)) != p.Bytes {
-			t.Fatalf("Γ part %s/%s: sha256 %s (%d bytes), manifest says %s (%d bytes)", dir, p.File, got, len(img), p.SHA256, p.Bytes)
-		}
-	}
-	return m
+	return st.Manifest
 }
 
 // referenceRun is the one-process search of the same spec (cached per
@@ -243,11 +206,9 @@ func sameGamma(t testing.TB, ref *reference, dir string, checkSpec bool) {
 	if len(got.Parts) != len(ref.man.Parts) {
 		t.Fatalf("%d Γ parts, reference %d", len(got.Parts), len(ref.man.Parts))
 	}
-	for i, p := range got.Parts {
+	for i, p := range got.Parts { // both stores' files match their sha256
 		r := ref.man.Parts[i]
-		a, _ := os.ReadFile(filepath.Join(dir, p.File))
-		b, _ := os.ReadFile(filepath.Join(ref.dir, r.File))
-		if p.File != r.File || !bytes.Equal(a, b) {
+		if p.File != r.File || p.SHA256 != r.SHA256 {
 			t.Errorf("Γ part %d: %s sha256 %s (%d bytes), reference %s sha256 %s (%d bytes)", i, p.File, p.SHA256, p.Bytes, r.File, r.SHA256, r.Bytes)
 		}
 	}
@@ -255,34 +216,23 @@ func sameGamma(t testing.TB, ref *reference, dir string, checkSpec bool) {
 		return
 	}
 	t.Logf("Γ identical to the one-process reference: %d parts, sha256 %s", len(got.Parts), partSums(got))
-	// The ledger's per-step facts (lr, gradient norm, τ_k) as replayed after
-	// recoveries must match the uninterrupted run as well. The loss is
-	// compared where present: the Raft ledger keeps losses in memory only,
-	// so steps before a resume point have none after a recovery.
+	// The ledger's per-step facts (lr, loss, gradient norm, τ_k) as
+	// replayed after recoveries must match the uninterrupted run as well.
 	gs, rs := got.Steps, ref.man.Steps
 	if len(gs) != len(rs) {
 		t.Errorf("%d step records, reference %d", len(gs), len(rs))
 		return
 	}
-	noLoss := 0
 	for i := range gs {
-		g := gs[i]
-		if g.Loss == nil {
-			g.Loss = rs[i].Loss
-			noLoss++
-		}
-		a, _ := json.Marshal(g)
+		a, _ := json.Marshal(gs[i])
 		b, _ := json.Marshal(rs[i])
 		if !bytes.Equal(a, b) {
 			t.Errorf("step record %d differs: %s, reference %s", i+1, a, b)
 		}
 	}
-	if noLoss > 0 {
-		t.Logf("note: %d of %d step records have no loss (lost with the in-memory RaftLedger.losses at a recovery)", noLoss, len(gs))
-	}
 }
 
-func partSums(m gammaManifest) string {
+func partSums(m gammastore.Manifest) string {
 	var s []string
 	for _, p := range m.Parts {
 		s = append(s, p.SHA256[:12])
@@ -346,18 +296,11 @@ type cluster struct {
 	procs map[string]*proc
 }
 
-type clusterOpts struct {
-	heartbeatTimeout time.Duration
-}
-
-func newCluster(t *testing.T, j coordinator.Job, o clusterOpts) *cluster {
+func newCluster(t *testing.T, j coordinator.Job) *cluster {
 	t.Helper()
-	if o.heartbeatTimeout == 0 {
-		o.heartbeatTimeout = 2 * time.Second
-	}
 	dir := t.TempDir()
 	c := &cluster{t: t, bin: binary(t), root: repoRoot(t), dir: dir, logs: filepath.Join(dir, "logs"),
-		out: filepath.Join(dir, "out"), jobFile: filepath.Join(dir, "job.json"), hb: o.heartbeatTimeout,
+		out: filepath.Join(dir, "out"), jobFile: filepath.Join(dir, "job.json"), hb: 2 * time.Second,
 		procs: map[string]*proc{}}
 	if err := os.MkdirAll(c.logs, 0o755); err != nil {
 		t.Fatal(err)
@@ -545,11 +488,16 @@ func (c *cluster) up(shards int) time.Time {
 
 // status asks the coordinators (`unipruning status --json`).
 func (c *cluster) status(ctx context.Context) (coordinator.Status, error) {
+	return clusterStatus(ctx, c.bin, c.natsURL)
+}
+
+// clusterStatus asks the chaos job's coordinators for their status via
+// `unipruning status` (processes and containers alike).
+func clusterStatus(ctx context.Context, bin, natsURL string) (coordinator.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bin, "status", "--nats", c.natsURL, "--cluster", "chaos", "--json")
 	var st coordinator.Status
-	b, err := cmd.Output()
+	b, err := exec.CommandContext(ctx, bin, "status", "--nats", natsURL, "--cluster", "chaos", "--json").Output()
 	if err != nil {
 		return st, err
 	}
