@@ -56,7 +56,7 @@ bench: build
 	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench 'Sgemm|Forward|Train' -benchtime 2x ./nn/
 	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench . -benchtime 2x ./prune/ ./model/...
 	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench Layer7B -benchtime 1x -timeout 60m ./prune/layerwise/
-	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench . -benchtime 1x ./shard/
+	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench . -benchtime 5x ./shard/
 	$(GO) test -run XXX -bench StreamThroughput -benchtime 20x ./transport/
 
 ## chaos: fault-injection suites (processes on loopback; containers when docker works)
