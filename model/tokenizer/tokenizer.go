@@ -12,10 +12,12 @@ package tokenizer
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Tokenizer converts between text and token ids. Implementations are safe
@@ -38,30 +40,45 @@ type Tokenizer interface {
 	BOS() int
 	EOS() int
 	VocabSize() int
-	// Kind names the file format: "llama2c" or "sentencepiece".
+	// Kind names the file format: "llama2c", "sentencepiece",
+	// "hf-tokenizer-json", "hf-vocab-merges" or "tiktoken".
 	Kind() string
 }
 
-// Load reads a tokenizer file, recognising its format by content rather than
-// by name, because llama2.c models ship tokenizers under arbitrary names
-// (tok512.bin, tokenizer.bin).
+// Load reads a tokenizer: a file, recognised by its content rather than its
+// name (llama2.c models ship tokenizers under arbitrary names such as
+// tok512.bin), or a model directory (see FindInDir). A tokenizer.json or
+// vocab.json takes tokenizer_config.json (and merges.txt) from beside it.
 func Load(path string) (Tokenizer, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		p, ok := FindInDir(path)
+		if !ok {
+			return nil, fmt.Errorf("tokenizer: no tokenizer in %s (looked for tokenizer.model, tokenizer.json, vocab.json + merges.txt)", path)
+		}
+		path = p
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	tok, err := parse(data)
+	tok, err := parseFile(data, filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer %s: %w", path, err)
 	}
 	return tok, nil
 }
 
-// parse detects the format of data and parses it. The llama2.c format has
-// no magic number, so it is tried first with its strict structural checks
-// (every length in range, exactly at EOF, byte tokens in place), which a
-// protobuf or JSON file cannot pass by accident.
-func parse(data []byte) (Tokenizer, error) {
+// parse detects the format of data and parses it, without sibling files.
+func parse(data []byte) (Tokenizer, error) { return parseFile(data, "") }
+
+// parseFile detects the format of data and parses it; dir is where the
+// file's companions (tokenizer_config.json, merges.txt) are, "" for none.
+// The llama2.c format has no magic number, so it is tried first with its
+// strict structural checks (every length in range, exactly at EOF, byte
+// tokens in place), which no other format can pass by accident. Then JSON
+// (tokenizer.json has a "model", vocab.json is a flat object), tiktoken
+// ("base64 rank" lines), and SentencePiece protobuf.
+func parseFile(data []byte, dir string) (Tokenizer, error) {
 	if len(data) == 0 {
 		return nil, errors.New("empty file")
 	}
@@ -70,7 +87,10 @@ func parse(data []byte) (Tokenizer, error) {
 		return l2c, nil
 	}
 	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '{' {
-		return nil, errors.New("looks like a JSON file (HF tokenizer.json), which is not supported; use the model's tokenizer.model")
+		return parseJSONFile(data, dir)
+	}
+	if looksTiktoken(data) {
+		return parseTiktoken(data)
 	}
 	sp, errSP := parseSentencePiece(data)
 	if errSP == nil {
@@ -79,15 +99,69 @@ func parse(data []byte) (Tokenizer, error) {
 	return nil, fmt.Errorf("not a recognised tokenizer file: as llama2.c tokenizer.bin: %v; as SentencePiece model: %v", errL2C, errSP)
 }
 
+// parseJSONFile tells a tokenizer.json (an object whose "model" is an
+// object) from a vocab.json (an object of token ids, one of which may well
+// be the token "model").
+func parseJSONFile(data []byte, dir string) (Tokenizer, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return nil, fmt.Errorf("JSON: %w", err)
+	}
+	if m := bytes.TrimSpace(top["model"]); len(m) > 0 && m[0] == '{' {
+		cfg, err := readHFConfig(dir)
+		if err != nil {
+			return nil, err
+		}
+		return parseTokenizerJSON(data, cfg)
+	}
+	if dir == "" {
+		return nil, errors.New("JSON without a \"model\" (a vocab.json?) needs merges.txt beside it")
+	}
+	return parseVocabMerges(data, dir)
+}
+
 // FindInDir returns the tokenizer file of a Hugging Face style model
-// directory: tokenizer.model first (the SentencePiece original), then
-// tokenizer.json.
+// directory: tokenizer.model first (SentencePiece, or Llama-3's tiktoken
+// original), then tokenizer.json, then vocab.json when merges.txt is beside
+// it (Qwen2, GPT-2).
 func FindInDir(dir string) (string, bool) {
+	isFile := func(name string) bool {
+		st, err := os.Stat(filepath.Join(dir, name))
+		return err == nil && st.Mode().IsRegular()
+	}
 	for _, name := range []string{"tokenizer.model", "tokenizer.json"} {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return p, true
+		if isFile(name) {
+			return filepath.Join(dir, name), true
 		}
 	}
+	if isFile("vocab.json") && isFile("merges.txt") {
+		return filepath.Join(dir, "vocab.json"), true
+	}
 	return "", false
+}
+
+// Files lists the files the tokenizer at path (as Load takes it) is read
+// from, so that it can be copied whole: a tokenizer.json or vocab.json
+// comes with merges.txt, tokenizer_config.json and special_tokens_map.json
+// where present.
+func Files(path string) []string {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		p, ok := FindInDir(path)
+		if !ok {
+			return nil
+		}
+		path = p
+	}
+	files := []string{path}
+	if !strings.HasSuffix(path, ".json") {
+		return files
+	}
+	dir := filepath.Dir(path)
+	for _, n := range []string{"merges.txt", "tokenizer_config.json", "special_tokens_map.json"} {
+		p := filepath.Join(dir, n)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && p != path {
+			files = append(files, p)
+		}
+	}
+	return files
 }
