@@ -60,3 +60,33 @@ func BenchmarkDecodeLlama2C(b *testing.B) {
 		tok.Decode(ids)
 	}
 }
+
+// BenchmarkEncodeByteBPE: wiki.test.raw (1.29 MB) with the byte-level BPE
+// tokenizers; tok/s is the figure docs/benchmarks.md quotes.
+func BenchmarkEncodeByteBPE(b *testing.B) {
+	raw, err := os.ReadFile(shareddata.Path(b, wikiPath))
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := string(raw)
+	for _, c := range []struct {
+		name string
+		load func(testing.TB) Tokenizer
+	}{
+		{"llama3-tiktoken", func(t testing.TB) Tokenizer { return mustLoad(t, llama3TiktokenPath) }},
+		{"llama3-tokenizer.json", func(t testing.TB) Tokenizer { return loadPath(t, llama3TokenizerJSON(t)) }},
+		{"qwen2", func(t testing.TB) Tokenizer { return mustLoad(t, qwen2Dir) }},
+		{"gpt2", func(t testing.TB) Tokenizer { return mustLoad(t, gpt2Dir) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			tok := c.load(b)
+			n := 0
+			b.SetBytes(int64(len(text)))
+			b.ReportAllocs()
+			for b.Loop() {
+				n = len(tok.Encode(text, true, false))
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
