@@ -296,8 +296,15 @@ func llama3TokenizerJSON(t testing.TB) string {
 	if llama3JSONOnce.data == nil {
 		t.Fatal("Llama-3 tokenizer.json could not be built")
 	}
-	p := filepath.Join(t.TempDir(), "tokenizer.json")
+	dir := t.TempDir()
+	p := filepath.Join(dir, "tokenizer.json")
+	// The tokenizer_config.json of meta-llama/Meta-Llama-3-8B, in the part
+	// that matters here.
+	cfg := `{"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>", "tokenizer_class": "PreTrainedTokenizerFast"}`
 	if err := os.WriteFile(p, llama3JSONOnce.data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -325,20 +332,39 @@ func byteBPEPaths() []struct {
 		vocab, bos, eos    int
 	}{
 		{"llama3/tiktoken", "llama-bpe", "tiktoken", func(t testing.TB) Tokenizer { return mustLoad(t, llama3TiktokenPath) }, 128256, 128000, 128001},
-		{"llama3/tokenizer.json", "llama-bpe", "hf-tokenizer-json", func(t testing.TB) Tokenizer { return loadPath(t, llama3TokenizerJSON(t)) }, 128256, 128000, -1},
+		{"llama3/tokenizer.json", "llama-bpe", "hf-tokenizer-json", func(t testing.TB) Tokenizer { return loadPath(t, llama3TokenizerJSON(t)) }, 128256, 128000, 128001},
 		{"qwen2/vocab+merges", "qwen2", "hf-vocab-merges", func(t testing.TB) Tokenizer { return mustLoad(t, qwen2Dir) }, 151646, -1, 151645},
 		{"qwen2/tokenizer.json", "qwen2", "hf-tokenizer-json", func(t testing.TB) Tokenizer { return loadPath(t, qwen2TokenizerJSON(t)) }, 151646, -1, 151643},
-		{"deepseek-r1-qwen/vocab+merges", "deepseek-r1-qwen", "hf-vocab-merges", func(t testing.TB) Tokenizer { return mustLoad(t, qwen2Dir) }, 151646, -1, 151645},
+		{"deepseek-r1-qwen/vocab+merges", "deepseek-r1-qwen", "hf-vocab-merges", func(t testing.TB) Tokenizer { return loadByName(t, "qwen2/vocab+merges") }, 151646, -1, 151645},
 		{"gpt2/vocab+merges", "gpt-2", "hf-vocab-merges", func(t testing.TB) Tokenizer { return mustLoad(t, gpt2Dir) }, 50257, -1, 50256},
 		{"gpt2/tokenizer.json", "gpt-2", "hf-tokenizer-json", func(t testing.TB) Tokenizer { return loadPath(t, gpt2TokenizerJSON(t)) }, 50257, -1, -1},
 	}
+}
+
+var loadedOnce sync.Map // path name -> Tokenizer, shared by the tests
+
+// loadByName loads (once per test binary) the tokenizer of a loading path.
+func loadByName(t testing.TB, name string) Tokenizer {
+	t.Helper()
+	if tok, ok := loadedOnce.Load(name); ok {
+		return tok.(Tokenizer)
+	}
+	for _, c := range byteBPEPaths() {
+		if c.name == name {
+			tok := c.load(t)
+			loadedOnce.Store(name, tok)
+			return tok
+		}
+	}
+	t.Fatalf("no loading path %q", name)
+	return nil
 }
 
 // TestByteBPEGoldens: every golden, through every loading path.
 func TestByteBPEGoldens(t *testing.T) {
 	for _, c := range byteBPEPaths() {
 		t.Run(c.name, func(t *testing.T) {
-			tok := c.load(t)
+			tok := loadByName(t, c.name)
 			if tok.Kind() != c.kind || tok.VocabSize() != c.vocab || tok.BOS() != c.bos || tok.EOS() != c.eos {
 				t.Errorf("kind %s vocab %d bos %d eos %d, want %s %d %d %d",
 					tok.Kind(), tok.VocabSize(), tok.BOS(), tok.EOS(), c.kind, c.vocab, c.bos, c.eos)
