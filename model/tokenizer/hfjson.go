@@ -67,13 +67,20 @@ func (f *hfTokenizerJSON) spec(cfg *hfConfig) (bpeSpec, error) {
 	if isNull(f.Model) {
 		return sp, errors.New("no model")
 	}
+	var ty struct {
+		Type *string `json:"type"`
+	}
+	if err := json.Unmarshal(f.Model, &ty); err != nil {
+		return sp, fmt.Errorf("model: %w", err)
+	}
+	if ty.Type != nil && *ty.Type != "BPE" {
+		return sp, fmt.Errorf("model type %q not supported (only byte-level BPE)", *ty.Type)
+	}
 	var m hfBPEModel
 	if err := json.Unmarshal(f.Model, &m); err != nil {
 		return sp, fmt.Errorf("model: %w", err)
 	}
 	switch {
-	case m.Type != nil && *m.Type != "BPE":
-		return sp, fmt.Errorf("model type %q not supported (only byte-level BPE)", *m.Type)
 	case m.Type == nil && m.Merges == nil:
 		return sp, errors.New("model has no type and no merges: not a BPE model")
 	case m.Dropout != nil && *m.Dropout != 0:

@@ -87,10 +87,10 @@ func parseFile(data []byte, dir string) (Tokenizer, error) {
 		return l2c, nil
 	}
 	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '{' {
-		return parseJSONFile(data, dir)
+		return nilOnError(parseJSONFile(data, dir))
 	}
 	if looksTiktoken(data) {
-		return parseTiktoken(data)
+		return nilOnError(parseTiktoken(data))
 	}
 	sp, errSP := parseSentencePiece(data)
 	if errSP == nil {
@@ -99,15 +99,23 @@ func parseFile(data []byte, dir string) (Tokenizer, error) {
 	return nil, fmt.Errorf("not a recognised tokenizer file: as llama2.c tokenizer.bin: %v; as SentencePiece model: %v", errL2C, errSP)
 }
 
-// parseJSONFile tells a tokenizer.json (an object whose "model" is an
-// object) from a vocab.json (an object of token ids, one of which may well
-// be the token "model").
-func parseJSONFile(data []byte, dir string) (Tokenizer, error) {
+// nilOnError keeps a nil *ByteBPE from becoming a non-nil Tokenizer.
+func nilOnError(t *ByteBPE, err error) (Tokenizer, error) {
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// parseJSONFile tells a tokenizer.json (an object with a "model") from a
+// vocab.json (an object of token ids, one of which may well be the token
+// "model", with a number).
+func parseJSONFile(data []byte, dir string) (*ByteBPE, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
 		return nil, fmt.Errorf("JSON: %w", err)
 	}
-	if m := bytes.TrimSpace(top["model"]); len(m) > 0 && m[0] == '{' {
+	if m, ok := top["model"]; ok && !isJSONNumber(m) {
 		cfg, err := readHFConfig(dir)
 		if err != nil {
 			return nil, err
@@ -118,6 +126,11 @@ func parseJSONFile(data []byte, dir string) (Tokenizer, error) {
 		return nil, errors.New("JSON without a \"model\" (a vocab.json?) needs merges.txt beside it")
 	}
 	return parseVocabMerges(data, dir)
+}
+
+func isJSONNumber(raw json.RawMessage) bool {
+	var n json.Number
+	return json.Unmarshal(raw, &n) == nil
 }
 
 // FindInDir returns the tokenizer file of a Hugging Face style model

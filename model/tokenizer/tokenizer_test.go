@@ -215,7 +215,7 @@ func TestMalformedFiles(t *testing.T) {
 		{"length beyond max_token_length", setInt(good, 8, 8), "length 8 out of range [0, max_token_length 7]"},
 		{"zero max_token_length", setInt(good, 0, 0), "max_token_length 0"},
 		{"text file", []byte("Once upon a time there was a file that was not a tokenizer.\n"), "not a recognised tokenizer"},
-		{"json", []byte(`{"model": {"type": "BPE"}}`), "JSON"},
+		{"json", []byte(`{"model": {"type": "BPE"}}`), "tokenizer.json: model has no vocab"},
 		{"too few tokens", l2cFile(7, pieces[:100], scores[:100]), "100 tokens"},
 		{"no space piece", l2cFile(7, noSpace, scores[:259]), `no token for " "`},
 		{"byte token out of place", l2cFile(7, wrongByte, scores), "want byte-fallback token <0x41>"},

@@ -43,19 +43,26 @@ func parseVocabMerges(vocabJSON []byte, dir string) (*ByteBPE, error) {
 		cfg = &hfConfig{}
 	}
 	sp := bpeSpec{kind: "hf-vocab-merges", vocab: vocab, merges: merges, bos: -1}
+	// The classes' default special tokens, where the vocabulary has them.
+	byDefault := func(n *tokenName, name string) {
+		_, inVocab := vocab[name]
+		inAdded := false
+		for _, a := range cfg.Added {
+			inAdded = inAdded || a.Content == name
+		}
+		if *n == "" && (inVocab || inAdded) {
+			*n = tokenName(name)
+		}
+	}
 	switch cfg.Class {
 	case "Qwen2Tokenizer", "Qwen2TokenizerFast":
 		sp.norm = norm.NFC.String
 		sp.steps = []preStep{{sp: llama3Scanner{maxDigits: 1}}, {byteLevel: true}}
-		if cfg.EOS == "" {
-			cfg.EOS = "<|endoftext|>"
-		}
+		byDefault(&cfg.EOS, "<|endoftext|>")
 	case "GPT2Tokenizer", "GPT2TokenizerFast", "":
 		sp.steps = []preStep{{sp: gpt2Scanner{}, byteLevel: true}}
 		for _, n := range []*tokenName{&cfg.BOS, &cfg.EOS, &cfg.UNK} {
-			if *n == "" {
-				*n = "<|endoftext|>"
-			}
+			byDefault(n, "<|endoftext|>")
 		}
 	default:
 		return nil, fmt.Errorf("tokenizer_config.json: tokenizer_class %q not supported with vocab.json + merges.txt (Qwen2Tokenizer, GPT2Tokenizer)", cfg.Class)
