@@ -45,6 +45,9 @@ func buildByteBPE(sp bpeSpec) (*ByteBPE, error) {
 		maxID = max(maxID, a.ID)
 	}
 	t.n = maxID + 1
+	if count := len(sp.vocab) + len(sp.added); t.n > 2*count+1024 {
+		return nil, fmt.Errorf("ids run up to %d for %d tokens: too sparse for a vocabulary", maxID, count)
+	}
 	t.text = make([]string, t.n)
 	seen := make([]bool, t.n)
 	for tok, id := range sp.vocab {

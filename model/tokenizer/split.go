@@ -68,6 +68,7 @@ func newSplitter(pattern string, isRegex bool) (splitter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("split regex %q: %w", pattern, err)
 	}
+	re.MatchTimeout = regexTimeout
 	return regexSplitter{re}, nil
 }
 
@@ -330,6 +331,12 @@ func (digitSplitter) matches(s string, dst []span) []span {
 	}
 	return dst
 }
+
+// regexTimeout bounds one regexp2 match. It is off (as in the reference
+// libraries, a pattern that backtracks catastrophically is slow there too):
+// a timed-out match would drop text. The fuzz tests set it, since mutated
+// patterns can be catastrophic.
+var regexTimeout = regexp2.DefaultMatchTimeout
 
 // regexSplitter runs any other pattern on dlclark/regexp2. It works on
 // runes, so match positions are mapped back to byte offsets.

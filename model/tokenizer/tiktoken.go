@@ -57,9 +57,26 @@ func looksTiktoken(data []byte) bool {
 // rank), specials being matched in text as the Hugging Face conversion of
 // this tokenizer matches them. BOS is <|begin_of_text|>, EOS <|end_of_text|>.
 func parseTiktoken(data []byte) (*ByteBPE, error) {
-	ranks := make(map[string]int32, llama3Ranks)
-	var byRank []string
+	ranks, byRank, err := parseTiktokenRanks(data)
+	if err != nil {
+		return nil, err
+	}
+	t, err := newTiktoken(ranks, byRank, llama3Specials(), llama3Scanner{maxDigits: 3})
+	if err != nil {
+		return nil, err
+	}
+	if len(ranks) != llama3Ranks {
+		return nil, fmt.Errorf("tiktoken file with %d ranks: only Llama-3's (%d ranks) is supported, since the file does not hold its split regex and special tokens", len(ranks), llama3Ranks)
+	}
+	return t, nil
+}
+
+// parseTiktokenRanks reads the "base64-token rank" lines; ranks must be
+// 0..n-1, each token and rank once.
+func parseTiktokenRanks(data []byte) (map[string]int32, []string, error) {
 	maxRank := bytes.Count(data, []byte("\n")) + 1 // ranks are 0..lines-1
+	ranks := make(map[string]int32, maxRank)
+	var byRank []string
 	for ln := 1; len(data) > 0; ln++ {
 		var line []byte
 		line, data, _ = bytes.Cut(data, []byte("\n"))
@@ -69,35 +86,42 @@ func parseTiktoken(data []byte) (*ByteBPE, error) {
 		}
 		b64, num, ok := bytes.Cut(line, []byte(" "))
 		if !ok {
-			return nil, fmt.Errorf("tiktoken line %d: want \"base64-token rank\"", ln)
+			return nil, nil, fmt.Errorf("tiktoken line %d: want \"base64-token rank\"", ln)
 		}
 		tok, err := base64.StdEncoding.DecodeString(string(b64))
 		if err != nil || len(tok) == 0 {
-			return nil, fmt.Errorf("tiktoken line %d: token %q is not base64 of a non-empty string", ln, b64)
+			return nil, nil, fmt.Errorf("tiktoken line %d: token %q is not base64 of a non-empty string", ln, b64)
 		}
 		rank, err := strconv.Atoi(string(num))
 		if err != nil || rank < 0 || rank >= maxRank {
-			return nil, fmt.Errorf("tiktoken line %d: rank %q is not an integer in [0, %d) (ranks are 0..n-1)", ln, num, maxRank)
+			return nil, nil, fmt.Errorf("tiktoken line %d: rank %q is not an integer in [0, %d) (ranks are 0..n-1)", ln, num, maxRank)
 		}
 		if _, dup := ranks[string(tok)]; dup {
-			return nil, fmt.Errorf("tiktoken line %d: token %q listed twice", ln, tok)
+			return nil, nil, fmt.Errorf("tiktoken line %d: token %q listed twice", ln, tok)
 		}
 		ranks[string(tok)] = int32(rank)
 		for len(byRank) <= rank {
 			byRank = append(byRank, "")
 		}
 		if byRank[rank] != "" {
-			return nil, fmt.Errorf("tiktoken line %d: rank %d given twice", ln, rank)
+			return nil, nil, fmt.Errorf("tiktoken line %d: rank %d given twice", ln, rank)
 		}
 		byRank[rank] = string(tok)
 	}
 	if len(ranks) != len(byRank) {
-		return nil, fmt.Errorf("tiktoken: %d tokens but ranks up to %d: ranks must be 0..n-1", len(ranks), len(byRank)-1)
+		return nil, nil, fmt.Errorf("tiktoken: %d tokens but ranks up to %d: ranks must be 0..n-1", len(ranks), len(byRank)-1)
 	}
 	if len(ranks) == 0 {
-		return nil, errors.New("tiktoken: no tokens")
+		return nil, nil, errors.New("tiktoken: no tokens")
 	}
-	t := &ByteBPE{kind: "tiktoken", bos: llama3Ranks, eos: llama3Ranks + 1}
+	return ranks, byRank, nil
+}
+
+// newTiktoken builds a tiktoken tokenizer: the specials get the ids after
+// the ranks and are matched in text; the first two are BOS and EOS.
+func newTiktoken(ranks map[string]int32, byRank []string, specials []string, split scanner) (*ByteBPE, error) {
+	n := len(byRank)
+	t := &ByteBPE{kind: "tiktoken", bos: n, eos: n + 1}
 	m := &t.model
 	m.tiktoken, m.wholeFirst, m.vocab = true, true, ranks
 	for b := range 256 {
@@ -107,17 +131,13 @@ func parseTiktoken(data []byte) (*ByteBPE, error) {
 		}
 		m.byteID[b] = id
 	}
-	if len(ranks) != llama3Ranks {
-		return nil, fmt.Errorf("tiktoken file with %d ranks: only Llama-3's (%d ranks) is supported, since the file does not hold its split regex and special tokens", len(ranks), llama3Ranks)
-	}
-	specials := llama3Specials()
-	t.n = llama3Ranks + len(specials)
+	t.n = n + len(specials)
 	t.text = append(byRank, specials...)
 	added := make([]addedToken, len(specials))
 	for i, s := range specials {
-		added[i] = addedToken{ID: llama3Ranks + i, Content: s, Special: true}
+		added[i] = addedToken{ID: n + i, Content: s, Special: true}
 	}
 	t.added = newAddedMatcher(added, false)
-	t.steps = []preStep{{sp: llama3Scanner{maxDigits: 3}}}
+	t.steps = []preStep{{sp: split}}
 	return t, nil
 }
