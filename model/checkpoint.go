@@ -202,12 +202,28 @@ func (ck *Checkpoint) ReadInto(name string, dst []float32) error {
 	return ck.src.ReadFloat32Into(name, dst)
 }
 
-// LoadTokenizer loads the checkpoint's tokenizer.
+// LoadTokenizer loads the checkpoint's tokenizer and checks it fits the
+// model: every id must have an embedding row, so a tokenizer with more ids
+// than the config's vocab_size is an error. Fewer is normal for Hugging
+// Face byte-level BPE models (embeddings padded: Qwen2.5 has 151,665
+// tokens for vocab_size 151,936), but llama2.c and SentencePiece
+// vocabularies are the model's, so there the sizes must be equal.
 func (ck *Checkpoint) LoadTokenizer() (tokenizer.Tokenizer, error) {
 	if ck.TokenizerPath == "" {
 		return nil, errors.New("no tokenizer found beside the model: pass --tokenizer FILE")
 	}
-	return tokenizer.Load(ck.TokenizerPath)
+	tok, err := tokenizer.Load(ck.TokenizerPath)
+	if err != nil {
+		return nil, err
+	}
+	n, v := tok.VocabSize(), ck.Config.Vocab
+	switch {
+	case n > v:
+		return nil, fmt.Errorf("tokenizer %s has %d tokens but the model's vocab_size is %d: ids from %d on have no embedding (wrong tokenizer or config?)", ck.TokenizerPath, n, v, v)
+	case n < v && (tok.Kind() == "llama2c" || tok.Kind() == "sentencepiece"):
+		return nil, fmt.Errorf("tokenizer %s has %d tokens but the model's vocabulary is %d", ck.TokenizerPath, n, v)
+	}
+	return tok, nil
 }
 
 // Close releases the files.

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/unipruning/unipruning/model/safetensors"
+	"github.com/unipruning/unipruning/model/tokenizer"
 )
 
 // Modifier may change a tensor before it is written: it gets the tensor's
@@ -120,17 +121,22 @@ func float32Bytes(v []float32) []byte {
 	return b
 }
 
-// copyTokenizer puts the tokenizer beside the output when it is not there
-// yet (llama2.c models, or an HF model given --tokenizer).
+// copyTokenizer puts the tokenizer's files beside the output when they are
+// not there yet (llama2.c models, or an HF model given --tokenizer).
 func copyTokenizer(ck *Checkpoint, dir string) error {
 	if ck.TokenizerPath == "" {
 		return nil
 	}
-	dst := filepath.Join(dir, filepath.Base(ck.TokenizerPath))
-	if _, err := os.Stat(dst); err == nil {
-		return nil
+	for _, src := range tokenizer.Files(ck.TokenizerPath) {
+		dst := filepath.Join(dir, filepath.Base(src))
+		if _, err := os.Stat(dst); err == nil {
+			continue
+		}
+		if err := copyFile(src, dst); err != nil {
+			return err
+		}
 	}
-	return copyFile(ck.TokenizerPath, dst)
+	return nil
 }
 
 func copyFile(src, dst string) error {

@@ -37,10 +37,6 @@ func openModel(path, tokPath string, weights bool) (*loaded, error) {
 		ck.Close()
 		return nil, err
 	}
-	if l.tok.VocabSize() != ck.Config.Vocab {
-		ck.Close()
-		return nil, fmt.Errorf("tokenizer %s has %d tokens but the model's vocabulary is %d", ck.TokenizerPath, l.tok.VocabSize(), ck.Config.Vocab)
-	}
 	if weights {
 		if l.w, err = nn.Load[float32](ck, nn.Whole(ck.Config)); err != nil {
 			ck.Close()
