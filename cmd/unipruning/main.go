@@ -27,7 +27,7 @@ on stdout.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(evalCmd(), generateCmd(), pruneCmd(), searchCmd(), extractCmd(), runCmd(), tableCmd(), synthCmd(), convertCmd(), coordinatorCmd(), shardCmd(), natsCmd(), statusCmd(), fetchCmd())
+	root.AddCommand(evalCmd(), generateCmd(), tokenizeCmd(), pruneCmd(), searchCmd(), extractCmd(), runCmd(), tableCmd(), synthCmd(), convertCmd(), coordinatorCmd(), shardCmd(), natsCmd(), statusCmd(), fetchCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "unipruning:", err)
 		os.Exit(1)
