@@ -4,6 +4,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/unipruning/unipruning/internal/shareddata"
@@ -109,4 +110,40 @@ func TestByteBPEWikiText(t *testing.T) {
 		}
 	}
 	t.Logf("wiki.test.raw: Llama-3 %d tokens, Qwen2 %d, GPT-2 %d", len(whole["llama3/tiktoken"]), len(whole["qwen2/vocab+merges"]), len(whole["gpt2/vocab+merges"]))
+}
+
+// TestByteBPEConcurrent: Encode from several goroutines gives the serial ids
+// (the merge and split scratch comes from pools).
+func TestByteBPEConcurrent(t *testing.T) {
+	raw, err := os.ReadFile(shareddata.Path(t, wikiPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(raw), "\n")[:2000]
+	for _, name := range []string{"llama3/tiktoken", "qwen2/vocab+merges"} {
+		tok := loadByName(t, name)
+		want := make([][]int, len(lines))
+		for i, l := range lines {
+			want[i] = tok.Encode(l, true, false)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan string, 4)
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := g; i < len(lines); i += 4 {
+					if got := tok.Encode(lines[i], true, false); !slices.Equal(got, want[i]) {
+						errs <- name + ": " + lines[i]
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Errorf("concurrent Encode differs: %s", e)
+		}
+	}
 }

@@ -64,18 +64,25 @@ type Tokenizer interface {
 	// Encode returns the ids of text, with BOS in front and/or EOS at the
 	// end when asked (and when the vocabulary has them).
 	Encode(text string, bos, eos bool) []int
-	// Decode returns the text of ids the way SentencePiece decodes: control
+	// Decode returns the text of ids as the reference library decodes.
+	// llama2.c and SentencePiece kinds decode as SentencePiece does: control
 	// tokens vanish, the leading space of the first piece (the dummy prefix
 	// Encode added) is dropped, runs of byte tokens become UTF-8 text
 	// (U+FFFD for each byte that is not part of a valid sequence), <unk>
-	// reads " ⁇ ". Ids outside the vocabulary are skipped.
+	// reads " ⁇ ". Byte-level BPE decodes as tokenizers does (see
+	// ByteBPE.Decode). Ids outside the vocabulary are skipped.
 	Decode(ids []int) string
-	// Piece is the streaming decode of llama2.c run.c: the text of id as
-	// printed after token prev (leading space dropped after BOS, "<0xXX>"
-	// byte tokens become that raw byte, control tokens print as llama2.c
-	// exports them, e.g. "\n<s>\n"). Out-of-range ids give "".
+	// Piece is the text of id printed after token prev while generating.
+	// llama2.c and SentencePiece kinds follow llama2.c run.c's decode
+	// (leading space dropped after BOS, "<0xXX>" byte tokens become that raw
+	// byte, control tokens print as llama2.c exports them, e.g. "\n<s>\n");
+	// byte-level BPE gives the token's bytes. Out-of-range ids give "".
 	Piece(prev, id int) string
+	// BOS is the id Encode puts in front when asked, -1 if the tokenizer
+	// adds none (Qwen2, GPT-2).
 	BOS() int
+	// EOS is the end-of-text id (the config's eos_token for Hugging Face
+	// tokenizers), -1 if unknown.
 	EOS() int
 	VocabSize() int
 	// Kind names the file format: "llama2c", "sentencepiece",
