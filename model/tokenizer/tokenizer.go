@@ -156,11 +156,13 @@ func nilOnError(t *ByteBPE, err error) (Tokenizer, error) {
 // vocab.json (an object of token ids, one of which may well be the token
 // "model", with a number).
 func parseJSONFile(data []byte, dir string) (*ByteBPE, error) {
-	var top map[string]json.RawMessage
+	var top struct {
+		Model json.RawMessage `json:"model"`
+	}
 	if err := json.Unmarshal(data, &top); err != nil {
 		return nil, fmt.Errorf("JSON: %w", err)
 	}
-	if m, ok := top["model"]; ok && !isJSONNumber(m) {
+	if m := top.Model; m != nil && !isJSONNumber(m) {
 		cfg, err := readHFConfig(dir)
 		if err != nil {
 			return nil, err
