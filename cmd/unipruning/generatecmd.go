@@ -36,6 +36,9 @@ func generateCmd() *cobra.Command {
 			for _, id := range m.tok.Encode(prompt, true, false) {
 				ids = append(ids, int32(id))
 			}
+			if len(ids) == 0 {
+				return fmt.Errorf("the tokenizer adds no BOS, so an empty --prompt gives the model nothing to continue")
+			}
 			emit := func(prev, id int32) {}
 			if !asJSON {
 				fmt.Print(prompt)
