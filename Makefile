@@ -70,7 +70,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzLlama2CEncode -fuzztime 30s ./model/tokenizer/
 	$(GO) test -run XXX -fuzz FuzzTokenizerJSON -fuzztime 30s -fuzzminimizetime 5s ./model/tokenizer/
 	$(GO) test -run XXX -fuzz FuzzTiktoken -fuzztime 30s -fuzzminimizetime 5s ./model/tokenizer/
-	$(GO) test -run XXX -fuzz FuzzByteBPEEncode -fuzztime 30s ./model/tokenizer/
+	$(GO) test -run XXX -fuzz FuzzByteBPEEncode -fuzztime 30s -fuzzminimizetime 5s ./model/tokenizer/
 	$(GO) test -run XXX -fuzz FuzzSplitScanners -fuzztime 30s ./model/tokenizer/
 
 clean:
