@@ -26,84 +26,19 @@ func buildByteBPE(sp bpeSpec) (*ByteBPE, error) {
 	if len(sp.vocab) == 0 {
 		return nil, errors.New("empty vocabulary")
 	}
-	t := &ByteBPE{kind: sp.kind, norm: sp.norm, steps: sp.steps, bos: sp.bos, eos: -1}
-	m := &t.model
-	m.wholeFirst = sp.ignoreMerges
-	m.vocab = make(map[string]int32, len(sp.vocab))
-	m.merges = make(map[uint64]mergeRule, len(sp.merges))
-	maxID := -1
-	for tok, id := range sp.vocab {
-		if id < 0 || id >= maxVocabSize {
-			return nil, fmt.Errorf("vocabulary: token %q has id %d outside [0, %d)", tok, id, maxVocabSize)
-		}
-		maxID = max(maxID, id)
+	n, err := idSpace(sp)
+	if err != nil {
+		return nil, err
 	}
-	for _, a := range sp.added {
-		if a.ID < 0 || a.ID >= maxVocabSize {
-			return nil, fmt.Errorf("added token %q has id %d outside [0, %d)", a.Content, a.ID, maxVocabSize)
-		}
-		maxID = max(maxID, a.ID)
+	t := &ByteBPE{kind: sp.kind, norm: sp.norm, steps: sp.steps, bos: sp.bos, eos: -1, n: n}
+	t.model.wholeFirst = sp.ignoreMerges
+	if err := t.vocabTables(sp.vocab); err != nil {
+		return nil, err
 	}
-	t.n = maxID + 1
-	if count := len(sp.vocab) + len(sp.added); t.n > 2*count+1024 {
-		return nil, fmt.Errorf("ids run up to %d for %d tokens: too sparse for a vocabulary", maxID, count)
+	if t.model.merges, err = mergeTable(sp.vocab, sp.merges); err != nil {
+		return nil, err
 	}
-	t.text = make([]string, t.n)
-	seen := make([]bool, t.n)
-	for tok, id := range sp.vocab {
-		if seen[id] {
-			return nil, fmt.Errorf("vocabulary: id %d given to two tokens (one is %q)", id, tok)
-		}
-		seen[id] = true
-		raw, ok := byteLevelDecode(tok)
-		t.text[id] = raw
-		if ok {
-			m.vocab[raw] = int32(id)
-		}
-	}
-	for b := range 256 {
-		id, ok := sp.vocab[string(byteChar[b])]
-		if !ok {
-			return nil, fmt.Errorf("vocabulary has no token for byte 0x%02X (byte-level symbol %q): not a byte-level BPE vocabulary (all 256 byte symbols are needed)", b, string(byteChar[b]))
-		}
-		m.byteID[b] = int32(id)
-	}
-	for rank, mg := range sp.merges {
-		a, okA := sp.vocab[mg[0]]
-		b, okB := sp.vocab[mg[1]]
-		ab, okAB := sp.vocab[mg[0]+mg[1]]
-		switch {
-		case !okA:
-			return nil, fmt.Errorf("merge %d (%q %q): %q is not in the vocabulary", rank+1, mg[0], mg[1], mg[0])
-		case !okB:
-			return nil, fmt.Errorf("merge %d (%q %q): %q is not in the vocabulary", rank+1, mg[0], mg[1], mg[1])
-		case !okAB:
-			return nil, fmt.Errorf("merge %d (%q %q): the merged token %q is not in the vocabulary", rank+1, mg[0], mg[1], mg[0]+mg[1])
-		}
-		// A later duplicate replaces an earlier one, as in tokenizers.
-		m.merges[pairKey(int32(a), int32(b))] = mergeRule{int32(rank), int32(ab)}
-	}
-	var plain, normed []addedToken
-	for _, a := range sp.added {
-		if a.Content == "" {
-			continue // tokenizers ignores empty added tokens
-		}
-		text := a.Content
-		if a.Normalized && sp.norm != nil {
-			text = sp.norm(text)
-			normed = append(normed, addedToken{ID: a.ID, Content: text, SingleWord: a.SingleWord,
-				LStrip: a.LStrip, RStrip: a.RStrip, Normalized: true, Special: a.Special})
-		} else if a.Normalized {
-			normed = append(normed, a)
-		} else {
-			plain = append(plain, a)
-		}
-		// The ByteLevel decoder maps the content's characters back to bytes
-		// when all of them are byte symbols, else writes it as it is.
-		t.text[a.ID], _ = byteLevelDecode(text)
-	}
-	t.added = newAddedMatcher(plain, sp.splitSpecial)
-	t.addedN = newAddedMatcher(normed, sp.splitSpecial)
+	t.addedTables(sp)
 	if sp.eosName != "" {
 		id, ok := lookupName(&sp, sp.eosName)
 		if !ok {
@@ -115,6 +50,105 @@ func buildByteBPE(sp bpeSpec) (*ByteBPE, error) {
 		return nil, fmt.Errorf("BOS id %d outside the vocabulary of %d", t.bos, t.n)
 	}
 	return t, nil
+}
+
+// idSpace checks the ids and returns the vocabulary size (largest id + 1).
+func idSpace(sp bpeSpec) (int, error) {
+	maxID := -1
+	for tok, id := range sp.vocab {
+		if id < 0 || id >= maxVocabSize {
+			return 0, fmt.Errorf("vocabulary: token %q has id %d outside [0, %d)", tok, id, maxVocabSize)
+		}
+		maxID = max(maxID, id)
+	}
+	for _, a := range sp.added {
+		if a.ID < 0 || a.ID >= maxVocabSize {
+			return 0, fmt.Errorf("added token %q has id %d outside [0, %d)", a.Content, a.ID, maxVocabSize)
+		}
+		maxID = max(maxID, a.ID)
+	}
+	if count := len(sp.vocab) + len(sp.added); maxID+1 > 2*count+1024 {
+		return 0, fmt.Errorf("ids run up to %d for %d tokens: too sparse for a vocabulary", maxID, count)
+	}
+	return maxID + 1, nil
+}
+
+// vocabTables fills the decode texts and the raw-bytes vocabulary, and
+// checks that the 256 byte symbols are there.
+func (t *ByteBPE) vocabTables(vocab map[string]int) error {
+	m := &t.model
+	m.vocab = make(map[string]int32, len(vocab))
+	t.text = make([]string, t.n)
+	seen := make([]bool, t.n)
+	for tok, id := range vocab {
+		if seen[id] {
+			return fmt.Errorf("vocabulary: id %d given to two tokens (one is %q)", id, tok)
+		}
+		seen[id] = true
+		raw, ok := byteLevelDecode(tok)
+		t.text[id] = raw
+		if ok {
+			m.vocab[raw] = int32(id)
+		}
+	}
+	for b := range 256 {
+		id, ok := vocab[string(byteChar[b])]
+		if !ok {
+			return fmt.Errorf("vocabulary has no token for byte 0x%02X (byte-level symbol %q): not a byte-level BPE vocabulary (all 256 byte symbols are needed)", b, string(byteChar[b]))
+		}
+		m.byteID[b] = int32(id)
+	}
+	return nil
+}
+
+// mergeTable maps each merge's pair of ids to its rank and result; every
+// token it names, and the merged one, must be in the vocabulary.
+func mergeTable(vocab map[string]int, merges [][2]string) (map[uint64]mergeRule, error) {
+	table := make(map[uint64]mergeRule, len(merges))
+	for rank, mg := range merges {
+		a, okA := vocab[mg[0]]
+		b, okB := vocab[mg[1]]
+		ab, okAB := vocab[mg[0]+mg[1]]
+		switch {
+		case !okA:
+			return nil, fmt.Errorf("merge %d (%q %q): %q is not in the vocabulary", rank+1, mg[0], mg[1], mg[0])
+		case !okB:
+			return nil, fmt.Errorf("merge %d (%q %q): %q is not in the vocabulary", rank+1, mg[0], mg[1], mg[1])
+		case !okAB:
+			return nil, fmt.Errorf("merge %d (%q %q): the merged token %q is not in the vocabulary", rank+1, mg[0], mg[1], mg[0]+mg[1])
+		}
+		// A later duplicate replaces an earlier one, as in tokenizers.
+		table[pairKey(int32(a), int32(b))] = mergeRule{int32(rank), int32(ab)}
+	}
+	return table, nil
+}
+
+// addedTables sorts the added tokens into the two matchers (raw text,
+// normalised text) and sets their decode texts.
+func (t *ByteBPE) addedTables(sp bpeSpec) {
+	var plain, normed []addedToken
+	for _, a := range sp.added {
+		if a.Content == "" {
+			continue // tokenizers ignores empty added tokens
+		}
+		text := a.Content
+		switch {
+		case a.Normalized && sp.norm != nil:
+			text = sp.norm(text)
+			b := a
+			b.Content = text
+			normed = append(normed, b)
+		case a.Normalized:
+			normed = append(normed, a)
+		default:
+			plain = append(plain, a)
+		}
+		// The ByteLevel decoder maps the content's characters back to bytes
+		// when all of them are byte symbols, else writes it as it is.
+		t.text[a.ID], _ = byteLevelDecode(text)
+	}
+	t.added = newAddedMatcher(plain, sp.splitSpecial)
+	t.addedN = newAddedMatcher(normed, sp.splitSpecial)
 }
 
 // withConfigSpecials returns the added tokens plus the config's special tokens

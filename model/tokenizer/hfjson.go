@@ -5,10 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -188,83 +184,95 @@ func parseNormalizer(raw json.RawMessage) (func(string) string, error) {
 // needs a ByteLevel pre-tokenizer, and it must come last: a split after it
 // would see the byte symbols, which this package does not materialise.
 func parsePreTokenizer(raw json.RawMessage) ([]preStep, error) {
-	var steps []preStep
-	byteLevel := false
-	var walk func(raw json.RawMessage) error
-	walk = func(raw json.RawMessage) error {
-		if isNull(raw) {
-			return nil
-		}
-		var p struct {
-			typed
-			Pretokenizers   []json.RawMessage `json:"pretokenizers"`
-			AddPrefixSpace  *bool             `json:"add_prefix_space"`
-			UseRegex        *bool             `json:"use_regex"`
-			IndividualDigit bool              `json:"individual_digits"`
-			Pattern         *struct {
-				Regex  *string `json:"Regex"`
-				String *string `json:"String"`
-			} `json:"pattern"`
-			Behavior string `json:"behavior"`
-			Invert   bool   `json:"invert"`
-		}
-		if err := json.Unmarshal(raw, &p); err != nil {
-			return fmt.Errorf("pre_tokenizer: %w", err)
-		}
-		if byteLevel && p.Type != "Sequence" {
-			return fmt.Errorf("pre_tokenizer %q after ByteLevel not supported", p.Type)
-		}
-		switch p.Type {
-		case "Sequence":
-			for _, sub := range p.Pretokenizers {
-				if err := walk(sub); err != nil {
-					return err
-				}
-			}
-		case "ByteLevel":
-			st := preStep{byteLevel: true, prefixSpace: p.AddPrefixSpace == nil || *p.AddPrefixSpace}
-			if p.UseRegex == nil || *p.UseRegex {
-				st.sp = gpt2Scanner{}
-			}
-			steps = append(steps, st)
-			byteLevel = true
-		case "Split":
-			beh, ok := behaviors[p.Behavior]
-			if !ok {
-				return fmt.Errorf("pre_tokenizer Split: behavior %q unknown", p.Behavior)
-			}
-			if p.Pattern == nil || (p.Pattern.Regex == nil) == (p.Pattern.String == nil) {
-				return errors.New(`pre_tokenizer Split: want a pattern {"Regex": …} or {"String": …}`)
-			}
-			pat, isRegex := "", p.Pattern.Regex != nil
-			if isRegex {
-				pat = *p.Pattern.Regex
-			} else {
-				pat = *p.Pattern.String
-			}
-			sp, err := newSplitter(pat, isRegex)
-			if err != nil {
-				return fmt.Errorf("pre_tokenizer Split: %w", err)
-			}
-			steps = append(steps, preStep{sp: sp, beh: beh, invert: p.Invert})
-		case "Digits":
-			beh := behContiguous
-			if p.IndividualDigit {
-				beh = behIsolated
-			}
-			steps = append(steps, preStep{sp: digitSplitter{}, beh: beh})
-		default:
-			return fmt.Errorf("pre_tokenizer %q not supported (byte-level BPE: ByteLevel, Split, Digits, Sequence)", p.Type)
-		}
-		return nil
-	}
-	if err := walk(raw); err != nil {
+	var p preTokParser
+	if err := p.add(raw); err != nil {
 		return nil, err
 	}
-	if !byteLevel {
+	if !p.byteLevel {
 		return nil, errors.New("no ByteLevel pre_tokenizer: only byte-level BPE is supported")
 	}
-	return steps, nil
+	return p.steps, nil
+}
+
+type preTokParser struct {
+	steps     []preStep
+	byteLevel bool // a ByteLevel step has been added
+}
+
+// hfPreTokenizer holds the fields of every supported pre-tokenizer type.
+type hfPreTokenizer struct {
+	typed
+	Pretokenizers   []json.RawMessage `json:"pretokenizers"`
+	AddPrefixSpace  *bool             `json:"add_prefix_space"`
+	UseRegex        *bool             `json:"use_regex"`
+	IndividualDigit bool              `json:"individual_digits"`
+	Pattern         *struct {
+		Regex  *string `json:"Regex"`
+		String *string `json:"String"`
+	} `json:"pattern"`
+	Behavior string `json:"behavior"`
+	Invert   bool   `json:"invert"`
+}
+
+func (ps *preTokParser) add(raw json.RawMessage) error {
+	if isNull(raw) {
+		return nil
+	}
+	var p hfPreTokenizer
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return fmt.Errorf("pre_tokenizer: %w", err)
+	}
+	if ps.byteLevel && p.Type != "Sequence" {
+		return fmt.Errorf("pre_tokenizer %q after ByteLevel not supported", p.Type)
+	}
+	switch p.Type {
+	case "Sequence":
+		for _, sub := range p.Pretokenizers {
+			if err := ps.add(sub); err != nil {
+				return err
+			}
+		}
+	case "ByteLevel":
+		st := preStep{byteLevel: true, prefixSpace: p.AddPrefixSpace == nil || *p.AddPrefixSpace}
+		if p.UseRegex == nil || *p.UseRegex {
+			st.sp = gpt2Scanner{}
+		}
+		ps.steps = append(ps.steps, st)
+		ps.byteLevel = true
+	case "Split":
+		st, err := splitStep(&p)
+		if err != nil {
+			return fmt.Errorf("pre_tokenizer Split: %w", err)
+		}
+		ps.steps = append(ps.steps, st)
+	case "Digits":
+		beh := behContiguous
+		if p.IndividualDigit {
+			beh = behIsolated
+		}
+		ps.steps = append(ps.steps, preStep{sp: digitSplitter{}, beh: beh})
+	default:
+		return fmt.Errorf("pre_tokenizer %q not supported (byte-level BPE: ByteLevel, Split, Digits, Sequence)", p.Type)
+	}
+	return nil
+}
+
+func splitStep(p *hfPreTokenizer) (preStep, error) {
+	beh, ok := behaviors[p.Behavior]
+	if !ok {
+		return preStep{}, fmt.Errorf("behavior %q unknown", p.Behavior)
+	}
+	if p.Pattern == nil || (p.Pattern.Regex == nil) == (p.Pattern.String == nil) {
+		return preStep{}, errors.New(`want a pattern {"Regex": …} or {"String": …}`)
+	}
+	var sp splitter
+	var err error
+	if p.Pattern.Regex != nil {
+		sp, err = newSplitter(*p.Pattern.Regex, true)
+	} else {
+		sp, err = newSplitter(*p.Pattern.String, false)
+	}
+	return preStep{sp: sp, beh: beh, invert: p.Invert}, err
 }
 
 // checkDecoder accepts the ByteLevel decoder (alone or as a one-element
@@ -289,27 +297,30 @@ func checkDecoder(raw json.RawMessage) error {
 	return fmt.Errorf("decoder %q not supported (only ByteLevel)", d.Type)
 }
 
+// hfPostProcessor holds the fields of the supported post-processors.
+type hfPostProcessor struct {
+	typed
+	Processors []json.RawMessage `json:"processors"`
+	Single     []struct {
+		SpecialToken *struct {
+			ID string `json:"id"`
+		} `json:"SpecialToken"`
+		Sequence *struct {
+			ID string `json:"id"`
+		} `json:"Sequence"`
+	} `json:"single"`
+	SpecialTokens map[string]struct {
+		IDs []int `json:"ids"`
+	} `json:"special_tokens"`
+}
+
 // parsePostProcessor returns the token a TemplateProcessing puts before
 // the text (-1 if none). ByteLevel post-processing only adjusts offsets.
 func parsePostProcessor(raw json.RawMessage) (int, error) {
 	if isNull(raw) {
 		return -1, nil
 	}
-	var p struct {
-		typed
-		Processors []json.RawMessage `json:"processors"`
-		Single     []struct {
-			SpecialToken *struct {
-				ID string `json:"id"`
-			} `json:"SpecialToken"`
-			Sequence *struct {
-				ID string `json:"id"`
-			} `json:"Sequence"`
-		} `json:"single"`
-		SpecialTokens map[string]struct {
-			IDs []int `json:"ids"`
-		} `json:"special_tokens"`
-	}
+	var p hfPostProcessor
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return -1, fmt.Errorf("post_processor: %w", err)
 	}
@@ -332,165 +343,37 @@ func parsePostProcessor(raw json.RawMessage) (int, error) {
 		}
 		return bos, nil
 	case "TemplateProcessing":
-		var prefix []int
-		seenText := false
-		for _, piece := range p.Single {
-			switch {
-			case piece.Sequence != nil:
-				seenText = true
-			case piece.SpecialToken != nil && !seenText:
-				st, ok := p.SpecialTokens[piece.SpecialToken.ID]
-				if !ok {
-					return -1, fmt.Errorf("post_processor: template token %q not in special_tokens", piece.SpecialToken.ID)
-				}
-				prefix = append(prefix, st.IDs...)
-			case piece.SpecialToken != nil:
-				return -1, fmt.Errorf("post_processor TemplateProcessing adds %q after the text: not supported", piece.SpecialToken.ID)
-			}
-		}
-		switch len(prefix) {
-		case 0:
-			return -1, nil
-		case 1:
-			if prefix[0] < 0 {
-				return -1, fmt.Errorf("post_processor: negative id %d", prefix[0])
-			}
-			return prefix[0], nil
-		}
-		return -1, fmt.Errorf("post_processor TemplateProcessing puts %d tokens before the text: only one (BOS) is supported", len(prefix))
+		return templateBOS(&p)
 	}
 	return -1, fmt.Errorf("post_processor %q not supported (ByteLevel, TemplateProcessing, Sequence)", p.Type)
 }
 
-// hfConfig is the part of tokenizer_config.json (and special_tokens_map.json)
-// that changes ids.
-type hfConfig struct {
-	AddBOS       *bool                 `json:"add_bos_token"`
-	AddPrefix    *bool                 `json:"add_prefix_space"`
-	BOS          tokenName             `json:"bos_token"`
-	EOS          tokenName             `json:"eos_token"`
-	UNK          tokenName             `json:"unk_token"`
-	PAD          tokenName             `json:"pad_token"`
-	Class        string                `json:"tokenizer_class"`
-	SplitSpecial bool                  `json:"split_special_tokens"`
-	Added        map[string]addedToken `json:"added_tokens_decoder"`
-}
-
-// tokenName is a special token given as a string, null, or an AddedToken
-// object {"content": …}.
-type tokenName string
-
-func (n *tokenName) UnmarshalJSON(b []byte) error {
-	if isNull(b) {
-		*n = ""
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		*n = tokenName(s)
-		return nil
-	}
-	var o struct {
-		Content string `json:"content"`
-	}
-	if err := json.Unmarshal(b, &o); err != nil {
-		return errors.New("special token: want a string or an object with content")
-	}
-	*n = tokenName(o.Content)
-	return nil
-}
-
-// readHFConfig reads tokenizer_config.json from dir, with special token
-// names from special_tokens_map.json where the config has none. A missing
-// config is not an error (nil).
-func readHFConfig(dir string) (*hfConfig, error) {
-	if dir == "" {
-		return nil, nil
-	}
-	var cfg *hfConfig
-	for _, name := range []string{"tokenizer_config.json", "special_tokens_map.json"} {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		var c hfConfig
-		if err := json.Unmarshal(data, &c); err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		if cfg == nil {
-			cfg = &c
-			continue
-		}
-		for _, p := range [][2]*tokenName{{&cfg.BOS, &c.BOS}, {&cfg.EOS, &c.EOS}, {&cfg.UNK, &c.UNK}, {&cfg.PAD, &c.PAD}} {
-			if *p[0] == "" {
-				*p[0] = *p[1]
-			}
-		}
-	}
-	return cfg, nil
-}
-
-// apply makes the config's choices: special tokens it names are matched in
-// text; an explicit add_bos_token overrides the post-processor (as
-// transformers' LlamaTokenizerFast does); eos_token names EOS; and
-// add_prefix_space, when given, sets the ByteLevel pre-tokenizer's.
-func (c *hfConfig) apply(sp *bpeSpec) error {
-	sp.splitSpecial = c.SplitSpecial
-	var fromCfg []addedToken
-	for id, a := range c.Added {
-		n, err := strconv.Atoi(id)
-		if err != nil {
-			return fmt.Errorf("tokenizer_config.json: added_tokens_decoder key %q is not an id", id)
-		}
-		if lookupAdded(sp.added, a.Content) < 0 {
-			a.ID = n
-			fromCfg = append(fromCfg, a)
-		}
-	}
-	slices.SortFunc(fromCfg, func(a, b addedToken) int { return a.ID - b.ID })
-	sp.added = append(sp.added, fromCfg...)
-	sp.added = withConfigSpecials(sp.added, sp.vocab, string(c.BOS), string(c.EOS), string(c.UNK), string(c.PAD))
-	if c.AddBOS != nil {
-		sp.bos = -1
-		if *c.AddBOS {
-			if c.BOS == "" {
-				return errors.New("tokenizer_config.json: add_bos_token is set but bos_token is not")
-			}
-			id, ok := lookupName(sp, string(c.BOS))
+// templateBOS reads a TemplateProcessing's single-sequence template: at
+// most one token before the text ($A), none after it.
+func templateBOS(p *hfPostProcessor) (int, error) {
+	var prefix []int
+	seenText := false
+	for _, piece := range p.Single {
+		switch {
+		case piece.Sequence != nil:
+			seenText = true
+		case piece.SpecialToken != nil && !seenText:
+			st, ok := p.SpecialTokens[piece.SpecialToken.ID]
 			if !ok {
-				return fmt.Errorf("tokenizer_config.json: bos_token %q is not a token", c.BOS)
+				return -1, fmt.Errorf("post_processor: template token %q not in special_tokens", piece.SpecialToken.ID)
 			}
-			sp.bos = id
+			prefix = append(prefix, st.IDs...)
+		case piece.SpecialToken != nil:
+			return -1, fmt.Errorf("post_processor TemplateProcessing adds %q after the text: not supported", piece.SpecialToken.ID)
 		}
 	}
-	if c.EOS != "" {
-		sp.eosName = string(c.EOS)
+	switch {
+	case len(prefix) == 0:
+		return -1, nil
+	case len(prefix) > 1:
+		return -1, fmt.Errorf("post_processor TemplateProcessing puts %d tokens before the text: only one (BOS) is supported", len(prefix))
+	case prefix[0] < 0:
+		return -1, fmt.Errorf("post_processor: negative id %d", prefix[0])
 	}
-	if c.AddPrefix != nil {
-		for i := range sp.steps {
-			if sp.steps[i].byteLevel {
-				sp.steps[i].prefixSpace = *c.AddPrefix
-			}
-		}
-	}
-	return nil
-}
-
-// lookupAdded returns the index of the added token with this content, -1
-// if none.
-func lookupAdded(added []addedToken, content string) int {
-	return slices.IndexFunc(added, func(a addedToken) bool { return a.Content == content })
-}
-
-// lookupName finds a token by its content: an added token, else a
-// vocabulary entry (in its byte-level spelling).
-func lookupName(sp *bpeSpec, name string) (int, bool) {
-	if i := lookupAdded(sp.added, name); i >= 0 {
-		return sp.added[i].ID, true
-	}
-	id, ok := sp.vocab[name]
-	return id, ok
+	return prefix[0], nil
 }
