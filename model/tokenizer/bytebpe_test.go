@@ -320,7 +320,10 @@ func loadPath(t testing.TB, p string) Tokenizer {
 }
 
 // byteBPEPaths lists every loading path of each family: name, golden,
-// loader, expected kind, vocabulary size, BOS and EOS.
+// loader, expected kind, vocabulary size, BOS and EOS. DeepSeek-R1's Qwen
+// distills use Qwen2.5's vocabulary: their goldens (inputs and ids) are
+// Qwen2's, checked with Qwen2's files (DeepSeek's own added tokens are not
+// in the shared data).
 func byteBPEPaths() []struct {
 	name, golden, kind string
 	load               func(t testing.TB) Tokenizer
@@ -336,6 +339,7 @@ func byteBPEPaths() []struct {
 		{"qwen2/vocab+merges", "qwen2", "hf-vocab-merges", func(t testing.TB) Tokenizer { return mustLoad(t, qwen2Dir) }, 151646, -1, 151645},
 		{"qwen2/tokenizer.json", "qwen2", "hf-tokenizer-json", func(t testing.TB) Tokenizer { return loadPath(t, qwen2TokenizerJSON(t)) }, 151646, -1, 151643},
 		{"deepseek-r1-qwen/vocab+merges", "deepseek-r1-qwen", "hf-vocab-merges", func(t testing.TB) Tokenizer { return loadByName(t, "qwen2/vocab+merges") }, 151646, -1, 151645},
+		{"deepseek-r1-qwen/tokenizer.json", "deepseek-r1-qwen", "hf-tokenizer-json", func(t testing.TB) Tokenizer { return loadByName(t, "qwen2/tokenizer.json") }, 151646, -1, 151643},
 		{"gpt2/vocab+merges", "gpt-2", "hf-vocab-merges", func(t testing.TB) Tokenizer { return mustLoad(t, gpt2Dir) }, 50257, -1, 50256},
 		{"gpt2/tokenizer.json", "gpt-2", "hf-tokenizer-json", func(t testing.TB) Tokenizer { return loadPath(t, gpt2TokenizerJSON(t)) }, 50257, -1, -1},
 	}
