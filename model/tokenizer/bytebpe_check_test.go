@@ -96,12 +96,15 @@ func TestByteBPEWikiText(t *testing.T) {
 			continue
 		}
 		tok := loadByName(t, c.name)
+		whole[c.name] = tok.Encode(text, false, false)
+		if c.name == "qwen2/tokenizer.json" || c.name == "gpt2/tokenizer.json" {
+			continue // same ids (below) and decode tables as vocab+merges
+		}
 		for i, l := range lines {
 			if d := tok.Decode(tok.Encode(l, false, false)); d != l {
 				t.Fatalf("%s: line %d: Decode(Encode(%q)) = %q", c.name, i, l, d)
 			}
 		}
-		whole[c.name] = tok.Encode(text, false, false)
 	}
 	for _, p := range [][2]string{{"llama3/tiktoken", "llama3/tokenizer.json"}, {"qwen2/vocab+merges", "qwen2/tokenizer.json"}, {"gpt2/vocab+merges", "gpt2/tokenizer.json"}} {
 		a, b := whole[p[0]], whole[p[1]]
