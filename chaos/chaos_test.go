@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unipruning/unipruning/coordinator"
+	"github.com/unipruning/unipruning/job"
 )
 
 var modes = []string{"global", "frozen"}
@@ -28,9 +28,9 @@ const testTimeout = 4 * time.Minute
 
 const shardLost = "shard lost"
 
-func setup(t *testing.T, mode string) (coordinator.Job, *reference, context.Context) {
+func setup(t *testing.T, mode string) (job.Job, *reference, context.Context) {
 	t.Helper()
-	j := job(t, mode)
+	j := chaosJob(t, mode)
 	if j.Spec.Steps < faultStep+8 {
 		t.Fatalf("CHAOS_STEPS=%d leaves no room after the fault at step %d", j.Spec.Steps, faultStep)
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/unipruning/unipruning/coordinator"
+	"github.com/unipruning/unipruning/job"
 )
 
 // TestConfigs: every job in configs/ parses and validates; the stories260K
@@ -25,7 +25,7 @@ func TestConfigs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		j, err := coordinator.ParseJob(b)
+		j, err := job.Parse(b)
 		if err != nil {
 			t.Errorf("%s: %v", filepath.Base(f), err)
 			continue

@@ -16,6 +16,7 @@ import (
 
 	"github.com/unipruning/unipruning/coordinator"
 	"github.com/unipruning/unipruning/internal/shareddata"
+	"github.com/unipruning/unipruning/job"
 )
 
 // The container suite runs deploy/compose.yaml (FROM scratch image of the
@@ -97,7 +98,7 @@ type composeProject struct {
 	finished bool
 }
 
-func newComposeProject(t *testing.T, j coordinator.Job) *composeProject {
+func newComposeProject(t *testing.T, j job.Job) *composeProject {
 	t.Helper()
 	compose := composeCmd(t)
 	img := image(t)

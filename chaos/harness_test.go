@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/unipruning/unipruning/prune/gammastore"
 	"net"
 	"os"
 	"os/exec"
@@ -23,9 +22,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unipruning/unipruning/job"
+	"github.com/unipruning/unipruning/prune/gammastore"
+
 	"github.com/unipruning/unipruning/coordinator"
 	"github.com/unipruning/unipruning/internal/shareddata"
-	"github.com/unipruning/unipruning/shard"
 )
 
 // ---------------------------------------------------------------------------
@@ -110,11 +111,11 @@ func dataRel(t testing.TB, rel string) string {
 	return r
 }
 
-// job is the chaos workload: stories260K, seqlen 64, a checkpoint every 4
+// chaosJob is the chaos workload: stories260K, seqlen 64, a checkpoint every 4
 // steps, 3 shards.
-func job(t testing.TB, mode string) coordinator.Job {
+func chaosJob(t testing.TB, mode string) job.Job {
 	t.Helper()
-	spec := shard.Spec{
+	spec := job.Spec{
 		Model:           dataRel(t, "models/stories260K/stories260K.bin"),
 		Tokenizer:       dataRel(t, "models/stories260K/tok512.bin"),
 		Mode:            mode,
@@ -134,11 +135,11 @@ func job(t testing.TB, mode string) coordinator.Job {
 	if err := spec.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return coordinator.Job{ID: "chaos-" + mode, Spec: spec, Shards: 3}
+	return job.Job{ID: "chaos-" + mode, Spec: spec, Shards: 3}
 }
 
 // searchArgs are the `unipruning search` flags of spec: every field.
-func searchArgs(s shard.Spec) []string {
+func searchArgs(s job.Spec) []string {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 	return []string{
 		"--model", s.Model, "--tokenizer", s.Tokenizer, "--mode", s.Mode, "--metric", s.Metric,
@@ -171,7 +172,7 @@ func readGamma(t testing.TB, dir string) gammastore.Manifest {
 
 // referenceRun is the one-process search of the same spec (cached per
 // mode).
-func referenceRun(t testing.TB, j coordinator.Job) *reference {
+func referenceRun(t testing.TB, j job.Job) *reference {
 	t.Helper()
 	refMu.Lock()
 	defer refMu.Unlock()
@@ -296,7 +297,7 @@ type cluster struct {
 	procs map[string]*proc
 }
 
-func newCluster(t *testing.T, j coordinator.Job) *cluster {
+func newCluster(t *testing.T, j job.Job) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	c := &cluster{t: t, bin: binary(t), root: repoRoot(t), dir: dir, logs: filepath.Join(dir, "logs"),

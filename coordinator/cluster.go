@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/unipruning/unipruning/consensus"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
-	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/shardrpc"
 	"github.com/unipruning/unipruning/transport"
 )
 
@@ -25,10 +26,10 @@ type NodeConfig struct {
 	Subj transport.Subjects
 	// Job, when set, is submitted by whichever replica leads first and
 	// finds no job in the log (every replica may be given the same file).
-	Job *Job
+	Job *job.Job
 	// Finish writes the Γ store when the search completes (on the leader)
 	// and returns facts to record in Raft (e.g. the manifest's blob key).
-	Finish           func(ctx context.Context, spec shard.Spec, refs []shard.Ref, parts []nn.Part, steps map[int]StepFacts) (map[string]string, error)
+	Finish           func(ctx context.Context, spec job.Spec, refs []job.Ref, parts []nn.Part, steps map[int]StepFacts) (map[string]string, error)
 	HeartbeatTimeout time.Duration
 	// MaxFailures consecutive failed attempts with the same error mark the
 	// job failed (0: 5). Attempts back off exponentially up to 10 s.
@@ -39,7 +40,7 @@ type NodeConfig struct {
 	// StayAfterDone keeps serving status after the job ended (until ctx
 	// ends), e.g. under a StatefulSet that restarts exited containers.
 	StayAfterDone bool
-	Calls         shard.CallOptions
+	Calls         shardrpc.CallOptions
 	OnStep        func(StepInfo)
 	Log           *slog.Logger
 	Metrics       *Metrics
@@ -174,8 +175,8 @@ func (n *Node) leadWhileLeader(ctx context.Context, lead <-chan bool) error {
 
 // lead submits the job if needed and runs attempts until done.
 func (n *Node) lead(ctx context.Context) error {
-	job, err := n.ensureJob(ctx)
-	if err != nil || job == nil {
+	j, err := n.ensureJob(ctx)
+	if err != nil || j == nil {
 		return err
 	}
 	backoff, same, last := 200*time.Millisecond, 0, ""
@@ -183,14 +184,14 @@ func (n *Node) lead(ctx context.Context) error {
 		if n.cfg.Raft.State().Status == consensus.StatusDone {
 			return nil
 		}
-		err := n.attempt(ctx, job, attempt)
+		err := n.attempt(ctx, j, attempt)
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if errors.Is(err, shard.ErrStaleEpoch) || errors.Is(err, consensus.ErrStaleEpoch) || errors.Is(err, consensus.ErrNotLeader) {
+		if errors.Is(err, shardrpc.ErrStaleEpoch) || errors.Is(err, consensus.ErrStaleEpoch) || errors.Is(err, consensus.ErrNotLeader) {
 			// A newer epoch exists: another replica leads now. Step down.
 			n.log.Warn("fenced off by a newer epoch; stepping down", "err", err)
 			return nil
@@ -219,11 +220,11 @@ func (n *Node) lead(ctx context.Context) error {
 
 // ensureJob returns the job in the log, submitting the configured one if
 // the log has none. Without either it waits for a submission.
-func (n *Node) ensureJob(ctx context.Context) (*Job, error) {
+func (n *Node) ensureJob(ctx context.Context) (*job.Job, error) {
 	for {
 		st := n.cfg.Raft.State()
 		if st.Job != nil {
-			j, err := ParseJob(st.Job.Spec)
+			j, err := job.Parse(st.Job.Spec)
 			if err != nil {
 				return nil, fmt.Errorf("the job in the log: %w", err)
 			}
@@ -261,15 +262,15 @@ func (n *Node) setStatus(ctx context.Context, status, msg string) {
 
 // attempt assigns the layers under a new epoch and runs the step loop
 // from the newest common checkpoint.
-func (n *Node) attempt(ctx context.Context, job *Job, attempt int) error {
-	parts, err := planFor(job)
+func (n *Node) attempt(ctx context.Context, j *job.Job, attempt int) error {
+	parts, err := planFor(j)
 	if err != nil {
 		return err
 	}
 	// Shards may hold state from an aborted attempt or a deposed leader's
 	// epoch: then every shard is restored (or reset) before replaying.
 	reset := attempt > 1 || n.cfg.Raft.State().Step > 0
-	ids, err := n.waitForShards(ctx, job.Shards)
+	ids, err := n.waitForShards(ctx, j.Shards)
 	if err != nil {
 		return err
 	}
@@ -279,9 +280,9 @@ func (n *Node) attempt(ctx context.Context, job *Job, attempt int) error {
 	}
 	n.log.Info("assignment committed", "epoch", epoch, "shards", ids, "attempt", attempt)
 	n.cfg.Metrics.Epoch.Set(float64(epoch))
-	remotes := make([]shard.API, len(parts))
+	remotes := make([]shardrpc.API, len(parts))
 	for i, p := range parts {
-		remotes[i] = shard.NewRemote(n.cfg.Conn, n.cfg.Subj, ids[i], p, epoch, n.cfg.Calls)
+		remotes[i] = shardrpc.NewRemote(n.cfg.Conn, n.cfg.Subj, ids[i], p, epoch, n.cfg.Calls)
 	}
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -290,35 +291,23 @@ func (n *Node) attempt(ctx context.Context, job *Job, attempt int) error {
 		cancel()
 	})
 	defer stopWatch()
-	if err := n.loadShards(dctx, remotes, job, epoch); err != nil {
-		return err
-	}
 	n.setStatus(ctx, consensus.StatusRunning, "")
-	return n.drive(dctx, job, remotes, parts, epoch, reset)
+	return n.drive(dctx, j, remotes, parts, epoch, reset)
 }
 
-func planFor(job *Job) ([]nn.Part, error) {
-	ck, err := model.Open(job.Spec.Model, job.Spec.Tokenizer)
+func planFor(j *job.Job) ([]nn.Part, error) {
+	ck, err := model.Open(j.Spec.Model, j.Spec.Tokenizer)
 	if err != nil {
 		return nil, err
 	}
 	defer ck.Close()
-	return Plan(ck.Config, job.Shards)
-}
-
-// loadShards tells every shard its part under the epoch.
-func (n *Node) loadShards(ctx context.Context, remotes []shard.API, job *Job, epoch uint64) error {
-	d := &Driver{Shards: remotes}
-	return d.each(ctx, func(ctx context.Context, i int, s shard.API) error {
-		_, err := s.(*shard.Remote).Assign(ctx, job.Spec, i, len(remotes))
-		return err
-	})
+	return Plan(ck.Config, j.Shards)
 }
 
 // drive runs the step loop and, at the end, writes the Γ store.
-func (n *Node) drive(ctx context.Context, job *Job, remotes []shard.API, parts []nn.Part, epoch uint64, reset bool) error {
+func (n *Node) drive(ctx context.Context, j *job.Job, remotes []shardrpc.API, parts []nn.Part, epoch uint64, reset bool) error {
 	ledger := NewRaftLedger(n.cfg.Raft, epoch)
-	d := &Driver{Spec: job.Spec, Shards: remotes, Ledger: ledger, Reset: reset, OnStep: func(s StepInfo) {
+	d := &Driver{Spec: j.Spec, Shards: remotes, Ledger: ledger, Reset: reset, OnStep: func(s StepInfo) {
 		n.cfg.Metrics.observe(s)
 		n.setInfo(func(st *Status) { st.Step, st.LastStepSeconds = s.Step, s.Seconds })
 		if n.cfg.OnStep != nil {
@@ -337,7 +326,7 @@ func (n *Node) drive(ctx context.Context, job *Job, remotes []shard.API, parts [
 		results[fmt.Sprintf("gamma/%d", i)] = r.Key
 	}
 	if n.cfg.Finish != nil {
-		more, err := n.cfg.Finish(ctx, job.Spec, refs, parts, ledger.Steps())
+		more, err := n.cfg.Finish(ctx, j.Spec, refs, parts, ledger.Steps())
 		if err != nil {
 			return err
 		}
@@ -360,7 +349,7 @@ func (n *Node) drive(ctx context.Context, job *Job, remotes []shard.API, parts [
 		}
 	}
 	n.setStatus(ctx, consensus.StatusDone, "")
-	n.log.Info("job done", "job", job.ID, "epoch", epoch)
+	n.log.Info("job done", "job", j.ID, "epoch", epoch)
 	return nil
 }
 
@@ -432,28 +421,28 @@ func (n *Node) pick(st consensus.State, k int) ([]string, bool) {
 }
 
 // serveRegister answers shard registrations (leader only): requests are
-// shard.CoordinatorRequest envelopes with method "register".
+// shardrpc.CoordinatorRequest envelopes with method "register".
 func (n *Node) serveRegister(ctx context.Context) (func(), error) {
 	subj := mustSubject(n.cfg.Subj.Coordinator())
-	return transport.HandleJSON(n.cfg.Conn, subj, "", func(ctx context.Context, req shard.CoordinatorRequest) (shard.RegisterResponse, error) {
+	return transport.HandleJSON(n.cfg.Conn, subj, "", func(ctx context.Context, req shardrpc.CoordinatorRequest) (shardrpc.RegisterResponse, error) {
 		if req.Method != "register" {
-			return shard.RegisterResponse{}, fmt.Errorf("coordinator: unknown method %q", req.Method)
+			return shardrpc.RegisterResponse{}, fmt.Errorf("coordinator: unknown method %q", req.Method)
 		}
-		var r shard.RegisterRequest
+		var r shardrpc.RegisterRequest
 		if err := json.Unmarshal(req.Body, &r); err != nil || r.ID == "" {
-			return shard.RegisterResponse{}, errors.New("register: malformed request or empty shard id")
+			return shardrpc.RegisterResponse{}, errors.New("register: malformed request or empty shard id")
 		}
 		// A fresh command ID per registration: a restarted shard's new
 		// registration must be applied (its log index marks the new
 		// incarnation); a retried one is harmless.
 		cmd, err := consensus.NewRegisterMember(consensus.NewID(), r.ID, r.Addr, r.Standby)
 		if err != nil {
-			return shard.RegisterResponse{}, err
+			return shardrpc.RegisterResponse{}, err
 		}
 		if _, err := n.cfg.Raft.Apply(ctx, cmd); err != nil {
-			return shard.RegisterResponse{}, err
+			return shardrpc.RegisterResponse{}, err
 		}
 		n.log.Info("shard registered", "shard", r.ID, "addr", r.Addr, "standby", r.Standby)
-		return shard.RegisterResponse{OK: true, Message: "registered with " + n.cfg.ID}, nil
+		return shardrpc.RegisterResponse{OK: true, Message: "registered with " + n.cfg.ID}, nil
 	})
 }

@@ -8,9 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune"
-	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/shardrpc"
 )
 
 // StepInfo is reported after every step (progress output, metrics).
@@ -25,8 +26,8 @@ type StepInfo struct {
 
 // Driver runs the search step loop over shards given in layer order.
 type Driver struct {
-	Spec   shard.Spec
-	Shards []shard.API
+	Spec   job.Spec
+	Shards []shardrpc.API
 	Ledger Ledger
 	OnStep func(StepInfo)
 	// Resumed is the step the run continued from (0 = a fresh start).
@@ -38,10 +39,13 @@ type Driver struct {
 	total uint64
 }
 
-// Run executes steps Resumed+1..Steps and returns the Γ parts of every
-// shard, in layer order.
-func (d *Driver) Run(ctx context.Context) ([]shard.Ref, error) {
+// Run assigns every shard its part, executes steps Resumed+1..Steps and
+// returns the Γ parts of every shard, in layer order.
+func (d *Driver) Run(ctx context.Context) ([]job.Ref, error) {
 	d.Spec.Defaults()
+	if err := d.assign(ctx); err != nil {
+		return nil, err
+	}
 	if err := d.resume(ctx); err != nil {
 		return nil, err
 	}
@@ -61,6 +65,15 @@ func (d *Driver) Run(ctx context.Context) ([]shard.Ref, error) {
 	return d.gammaParts(ctx)
 }
 
+// assign tells every shard its part (stage i of n in layer order); a
+// shard that holds the spec already keeps its state.
+func (d *Driver) assign(ctx context.Context) error {
+	return d.each(ctx, func(ctx context.Context, i int, s shardrpc.API) error {
+		_, err := s.Assign(ctx, d.Spec, i, len(d.Shards))
+		return err
+	})
+}
+
 // resume restores every shard from the newest step they all checkpointed.
 func (d *Driver) resume(ctx context.Context) error {
 	step, ms := d.Ledger.LatestCommon(d.ranges())
@@ -73,7 +86,7 @@ func (d *Driver) resume(ctx context.Context) error {
 	if step == 0 && !d.Reset {
 		return nil
 	}
-	return d.each(ctx, func(ctx context.Context, i int, s shard.API) error {
+	return d.each(ctx, func(ctx context.Context, i int, s shardrpc.API) error {
 		p := s.Part()
 		return s.Restore(ctx, ms[[2]int{p.From, p.To}].Ref) // zero Ref at step 0: reset
 	})
@@ -106,8 +119,8 @@ func (d *Driver) step(ctx context.Context, k int, lr float64) error {
 	if err := d.Ledger.BeginStep(ctx, k, lr); err != nil {
 		return err
 	}
-	results := make([]shard.StepResult, len(d.Shards))
-	err := d.each(ctx, func(ctx context.Context, i int, s shard.API) error {
+	results := make([]shardrpc.StepResult, len(d.Shards))
+	err := d.each(ctx, func(ctx context.Context, i int, s shardrpc.API) error {
 		var err error
 		results[i], err = s.Step(ctx, k)
 		return err
@@ -125,18 +138,18 @@ func (d *Driver) step(ctx context.Context, k int, lr float64) error {
 		facts.GradNorm = &norm
 		coef = nn.ClipCoef(norm, d.Spec.ClipNorm)
 	}
-	if err := d.each(ctx, func(ctx context.Context, i int, s shard.API) error { return s.Update(ctx, k, lr, coef) }); err != nil {
+	if err := d.each(ctx, func(ctx context.Context, i int, s shardrpc.API) error { return s.Update(ctx, k, lr, coef) }); err != nil {
 		return err
 	}
 	tau, err := d.threshold(ctx)
 	if err != nil {
 		return err
 	}
-	if d.Spec.Mode != shard.ModeReference {
+	if d.Spec.Mode != job.ModeReference {
 		t := float64(tau)
 		facts.Tau = &t
 	}
-	if err := d.each(ctx, func(ctx context.Context, i int, s shard.API) error { return s.ApplyTau(ctx, k, tau) }); err != nil {
+	if err := d.each(ctx, func(ctx context.Context, i int, s shardrpc.API) error { return s.ApplyTau(ctx, k, tau) }); err != nil {
 		return err
 	}
 	if err := d.Ledger.CommitStep(ctx, k, facts); err != nil {
@@ -162,7 +175,7 @@ func (d *Driver) step(ctx context.Context, k int, lr float64) error {
 
 // gradNorm sums the per-layer squared norms in layer order (float64), so
 // the result does not depend on how layers are spread over shards.
-func gradNorm(rs []shard.StepResult) float64 {
+func gradNorm(rs []shardrpc.StepResult) float64 {
 	var s float64
 	for _, r := range rs {
 		for _, v := range r.GradSumSq {
@@ -176,7 +189,7 @@ func gradNorm(rs []shard.StepResult) float64 {
 // k-th smallest |z| over all shards with k = round(λ·N), by exact radix
 // selection on histograms (shards never ship scores).
 func (d *Driver) threshold(ctx context.Context) (float32, error) {
-	if d.Spec.Mode == shard.ModeReference {
+	if d.Spec.Mode == job.ModeReference {
 		return 0, nil
 	}
 	parts := make([]prune.Partition, len(d.Shards))
@@ -190,7 +203,7 @@ func (d *Driver) threshold(ctx context.Context) (float32, error) {
 // remotePartition adapts a shard to the selection's Partition.
 type remotePartition struct {
 	ctx context.Context
-	s   shard.API
+	s   shardrpc.API
 }
 
 func (p remotePartition) Histogram(q prune.HistQuery, dst []uint64) error {
@@ -203,7 +216,7 @@ func (p remotePartition) CountEqual(key uint32) (uint64, error) {
 
 // checkpoint asks every shard to store its state of step k.
 func (d *Driver) checkpoint(ctx context.Context, k int) error {
-	return d.each(ctx, func(ctx context.Context, i int, s shard.API) error {
+	return d.each(ctx, func(ctx context.Context, i int, s shardrpc.API) error {
 		ref, err := s.Checkpoint(ctx)
 		if err != nil {
 			return err
@@ -213,9 +226,9 @@ func (d *Driver) checkpoint(ctx context.Context, k int) error {
 	})
 }
 
-func (d *Driver) gammaParts(ctx context.Context) ([]shard.Ref, error) {
-	refs := make([]shard.Ref, len(d.Shards))
-	err := d.each(ctx, func(ctx context.Context, i int, s shard.API) error {
+func (d *Driver) gammaParts(ctx context.Context) ([]job.Ref, error) {
+	refs := make([]job.Ref, len(d.Shards))
+	err := d.each(ctx, func(ctx context.Context, i int, s shardrpc.API) error {
 		var err error
 		refs[i], err = s.GammaPart(ctx)
 		return err
@@ -225,7 +238,7 @@ func (d *Driver) gammaParts(ctx context.Context) ([]shard.Ref, error) {
 
 // each calls f for every shard concurrently; the first failure cancels the
 // others (a shard blocked on its pipe must not wait forever).
-func (d *Driver) each(ctx context.Context, f func(ctx context.Context, i int, s shard.API) error) error {
+func (d *Driver) each(ctx context.Context, f func(ctx context.Context, i int, s shardrpc.API) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make([]error, len(d.Shards))

@@ -8,16 +8,16 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/job"
 )
 
 // Manifest records one shard's checkpoint of one step.
 type Manifest struct {
-	Step  int       `json:"step"`
-	Shard string    `json:"shard"`
-	From  int       `json:"from"`
-	To    int       `json:"to"`
-	Ref   shard.Ref `json:"ref"`
+	Step  int     `json:"step"`
+	Shard string  `json:"shard"`
+	From  int     `json:"from"`
+	To    int     `json:"to"`
+	Ref   job.Ref `json:"ref"`
 }
 
 // StepFacts are the small per-step facts the leader commits.

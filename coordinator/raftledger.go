@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	"github.com/unipruning/unipruning/consensus"
-	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/job"
 )
 
 // RaftLedger records the job's facts through Raft under one assignment
@@ -93,7 +93,7 @@ func (l *RaftLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]Manifest) {
 		cps[step] = map[string]Manifest{}
 		for id, m := range byShard {
 			cps[step][id] = Manifest{Step: m.Step, Shard: m.Shard, From: m.Layers[0], To: m.Layers[1],
-				Ref: shard.Ref{Key: m.Key, SHA256: m.SHA256, Bytes: m.Bytes}}
+				Ref: job.Ref{Key: m.Key, SHA256: m.SHA256, Bytes: m.Bytes}}
 		}
 	}
 	return latestCommon(cps, ranges)

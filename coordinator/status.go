@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/unipruning/unipruning/consensus"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/transport"
 )
 
@@ -61,7 +62,7 @@ func (n *Node) Snapshot() Status {
 	}
 	if st.Job != nil {
 		s.Job = st.Job.ID
-		if j, err := ParseJob(st.Job.Spec); err == nil {
+		if j, err := job.Parse(st.Job.Spec); err == nil {
 			s.Steps = j.Spec.Steps
 		}
 	}

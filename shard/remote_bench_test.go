@@ -5,7 +5,8 @@ import (
 	"testing"
 
 	"github.com/unipruning/unipruning/coordinator"
-	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/job"
+	"github.com/unipruning/unipruning/shardrpc"
 )
 
 // BenchmarkSearchStep compares a search step on stories260K with 3
@@ -17,16 +18,16 @@ import (
 // pipe (activation and gradient chunks sent) and all control RPCs, and
 // the mean size of one compressed histogram reply.
 func BenchmarkSearchStep(b *testing.B) {
-	for _, mode := range []string{shard.ModeGlobal, shard.ModeFrozen} {
+	for _, mode := range []string{job.ModeGlobal, job.ModeFrozen} {
 		b.Run(mode+"/local", func(b *testing.B) {
 			spec := benchSpec(b, mode)
 			blobs, _ := newBlobs(b)
-			_ = benchDriver(b, spec, localShards(b, spec, storiesParts(b, spec, 3), blobs))
+			_ = benchDriver(b, spec, localShards(b, storiesParts(b, spec, 3), blobs))
 		})
 		b.Run(mode+"/nats", func(b *testing.B) {
 			spec := benchSpec(b, mode)
-			c := newCluster(b, 3, shard.ServeOptions{})
-			rs := c.remotes(b, spec, storiesParts(b, spec, 3), 1, shard.CallOptions{})
+			c := newCluster(b, 3, shardrpc.ServeOptions{})
+			rs := c.remotes(b, spec, storiesParts(b, spec, 3), 1, shardrpc.CallOptions{})
 			before := natsCounters(c, rs)
 			runs := benchDriver(b, spec, apis(rs))
 			after := natsCounters(c, rs)
@@ -41,7 +42,7 @@ func BenchmarkSearchStep(b *testing.B) {
 
 // benchSpec is the test search without intermediate checkpoints, so the
 // step time is the step alone.
-func benchSpec(b *testing.B, mode string) shard.Spec {
+func benchSpec(b *testing.B, mode string) job.Spec {
 	s := storiesSpec(b, mode)
 	s.CheckpointEvery = 0
 	return s
@@ -49,7 +50,7 @@ func benchSpec(b *testing.B, mode string) shard.Spec {
 
 // benchDriver runs searches until the benchmark has enough and returns
 // their number.
-func benchDriver(b *testing.B, spec shard.Spec, shards []shard.API) int {
+func benchDriver(b *testing.B, spec job.Spec, shards []shardrpc.API) int {
 	var stepSeconds float64
 	runs := 0
 	for b.Loop() {
@@ -70,16 +71,16 @@ func benchDriver(b *testing.B, spec shard.Spec, shards []shard.API) int {
 
 type counters struct{ threshold, pipe, rpc, histReply, histCalls uint64 }
 
-func natsCounters(c *cluster, rs []*shard.Remote) counters {
+func natsCounters(c *cluster, rs []*shardrpc.Remote) counters {
 	var n counters
 	for _, r := range rs {
 		for m, st := range r.Stats() {
 			bytes := st.ReqBytes + st.ReplyBytes
 			n.rpc += bytes
-			if m == shard.MethodHistogram || m == shard.MethodCountEqual {
+			if m == shardrpc.MethodHistogram || m == shardrpc.MethodCountEqual {
 				n.threshold += bytes
 			}
-			if m == shard.MethodHistogram {
+			if m == shardrpc.MethodHistogram {
 				n.histReply += st.ReplyBytes
 				n.histCalls += st.Calls
 			}

@@ -18,16 +18,19 @@ import (
 
 	"github.com/unipruning/unipruning/coordinator"
 	"github.com/unipruning/unipruning/internal/shareddata"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
+	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/shardrpc"
 	"github.com/unipruning/unipruning/transport"
 )
 
 // storiesSpec is the test search on the real stories260K model (skipped
 // when the shared data is absent).
-func storiesSpec(t testing.TB, mode string) shard.Spec {
-	s := shard.Spec{
+func storiesSpec(t testing.TB, mode string) job.Spec {
+	s := job.Spec{
 		Model:       shareddata.Path(t, "models/stories260K/stories260K.bin"),
 		Tokenizer:   shareddata.Path(t, "models/stories260K/tok512.bin"),
 		CalibPath:   shareddata.Path(t, "text/tinystories/TinyStories-train-head-944K.txt"),
@@ -37,7 +40,7 @@ func storiesSpec(t testing.TB, mode string) shard.Spec {
 	return s
 }
 
-func storiesParts(t testing.TB, spec shard.Spec, n int) []shard.Part {
+func storiesParts(t testing.TB, spec job.Spec, n int) []nn.Part {
 	ck, err := model.Open(spec.Model, spec.Tokenizer)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +77,7 @@ type runResult struct {
 	steps  map[int]coordinator.StepFacts
 }
 
-func drive(ctx context.Context, t testing.TB, spec shard.Spec, apis []shard.API, ledger coordinator.Ledger, blobs shard.BlobStore) (runResult, error) {
+func drive(ctx context.Context, t testing.TB, spec job.Spec, apis []shardrpc.API, ledger coordinator.Ledger, blobs shardrpc.BlobStore) (runResult, error) {
 	d := &coordinator.Driver{Spec: spec, Shards: apis, Ledger: ledger}
 	refs, err := d.Run(ctx)
 	if err != nil {
@@ -91,7 +94,7 @@ func drive(ctx context.Context, t testing.TB, spec shard.Spec, apis []shard.API,
 	return res, nil
 }
 
-func newLedger(t testing.TB, spec shard.Spec) *coordinator.FileLedger {
+func newLedger(t testing.TB, spec job.Spec) *coordinator.FileLedger {
 	l, err := coordinator.OpenFileLedger("", spec.Hash())
 	if err != nil {
 		t.Fatal(err)
@@ -99,24 +102,20 @@ func newLedger(t testing.TB, spec shard.Spec) *coordinator.FileLedger {
 	return l
 }
 
-// localShards builds in-process workers on channel pipes.
-func localShards(t testing.TB, spec shard.Spec, parts []shard.Part, blobs shard.BlobStore) []shard.API {
-	pipes := shard.LocalPipes(len(parts))
-	apis := make([]shard.API, len(parts))
-	for i, p := range parts {
-		w, err := shard.NewWorker(spec, p, pipes[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { w.Close() })
-		apis[i] = &shard.Local{Name: shardIDs(len(parts))[i], W: w, Blobs: blobs}
+// localShards builds in-process shards on channel pipes.
+func localShards(t testing.TB, parts []nn.Part, blobs shardrpc.BlobStore) []shardrpc.API {
+	chain := shard.LocalChain(parts, blobs)
+	apis := make([]shardrpc.API, len(chain))
+	for i, l := range chain {
+		t.Cleanup(func() { l.Close() })
+		apis[i] = l
 	}
 	return apis
 }
 
-func runLocal(t testing.TB, spec shard.Spec, parts []shard.Part) runResult {
+func runLocal(t testing.TB, spec job.Spec, parts []nn.Part) runResult {
 	blobs, _ := newBlobs(t)
-	res, err := drive(testCtx(t, 60*time.Second), t, spec, localShards(t, spec, parts, blobs), newLedger(t, spec), blobs)
+	res, err := drive(testCtx(t, 60*time.Second), t, spec, localShards(t, parts, blobs), newLedger(t, spec), blobs)
 	if err != nil {
 		t.Fatalf("in-process run: %v", err)
 	}
@@ -131,10 +130,10 @@ type cluster struct {
 	blobs   *transport.FSBlobStore
 	blobDir string
 	coord   *transport.Conn
-	servers []*shard.Server
+	servers []*shardrpc.Server
 }
 
-func newCluster(t testing.TB, n int, opts shard.ServeOptions) *cluster {
+func newCluster(t testing.TB, n int, opts shardrpc.ServeOptions) *cluster {
 	c := &cluster{ns: startNATS(t), subj: transport.Subjects{Job: "test"}}
 	c.blobs, c.blobDir = newBlobs(t)
 	c.coord = dial(t, c.ns, "coordinator", nil)
@@ -144,7 +143,7 @@ func newCluster(t testing.TB, n int, opts shard.ServeOptions) *cluster {
 
 // startServers (re)starts n fresh shard servers (new processes: new
 // connections, nothing loaded) under the usual IDs.
-func (c *cluster) startServers(t testing.TB, n int, opts shard.ServeOptions) {
+func (c *cluster) startServers(t testing.TB, n int, opts shardrpc.ServeOptions) {
 	for _, s := range c.servers {
 		s.Close()
 	}
@@ -152,11 +151,14 @@ func (c *cluster) startServers(t testing.TB, n int, opts shard.ServeOptions) {
 	if opts.Blobs == nil {
 		opts.Blobs = c.blobs
 	}
+	if opts.Load == nil {
+		opts.Load = shard.Load
+	}
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
 	for _, id := range shardIDs(n) {
-		s, err := shard.Serve(context.Background(), dial(t, c.ns, id, nil), c.subj, id, opts)
+		s, err := shardrpc.Serve(context.Background(), dial(t, c.ns, id, nil), c.subj, id, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,12 +169,12 @@ func (c *cluster) startServers(t testing.TB, n int, opts shard.ServeOptions) {
 
 // remotes returns clients of the servers at epoch, assigning them their
 // parts (in parallel: loading includes tokenizing the calibration text).
-func (c *cluster) remotes(t testing.TB, spec shard.Spec, parts []shard.Part, epoch uint64, opts shard.CallOptions) []*shard.Remote {
-	rs := make([]*shard.Remote, len(parts))
+func (c *cluster) remotes(t testing.TB, spec job.Spec, parts []nn.Part, epoch uint64, opts shardrpc.CallOptions) []*shardrpc.Remote {
+	rs := make([]*shardrpc.Remote, len(parts))
 	errs := make([]error, len(parts))
 	var wg sync.WaitGroup
 	for i, p := range parts {
-		rs[i] = shard.NewRemote(c.coord, c.subj, shardIDs(len(parts))[i], p, epoch, opts)
+		rs[i] = shardrpc.NewRemote(c.coord, c.subj, shardIDs(len(parts))[i], p, epoch, opts)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -186,7 +188,7 @@ func (c *cluster) remotes(t testing.TB, spec shard.Spec, parts []shard.Part, epo
 	return rs
 }
 
-func ranges(parts []shard.Part) [][2]int {
+func ranges(parts []nn.Part) [][2]int {
 	out := make([][2]int, len(parts))
 	for i, p := range parts {
 		out[i] = [2]int{p.From, p.To}
@@ -194,8 +196,8 @@ func ranges(parts []shard.Part) [][2]int {
 	return out
 }
 
-func apis(rs []*shard.Remote) []shard.API {
-	out := make([]shard.API, len(rs))
+func apis(rs []*shardrpc.Remote) []shardrpc.API {
+	out := make([]shardrpc.API, len(rs))
 	for i, r := range rs {
 		out[i] = r
 	}
@@ -229,8 +231,8 @@ func testIdentical(t *testing.T, mode string) {
 	spec := storiesSpec(t, mode)
 	parts := storiesParts(t, spec, 3)
 	want := runLocal(t, spec, parts)
-	c := newCluster(t, 3, shard.ServeOptions{})
-	rs := c.remotes(t, spec, parts, 1, shard.CallOptions{})
+	c := newCluster(t, 3, shardrpc.ServeOptions{})
+	rs := c.remotes(t, spec, parts, 1, shardrpc.CallOptions{})
 	got, err := drive(testCtx(t, 60*time.Second), t, spec, apis(rs), newLedger(t, spec), c.blobs)
 	if err != nil {
 		t.Fatalf("NATS run: %v", err)
@@ -243,9 +245,9 @@ func testIdentical(t *testing.T, mode string) {
 	}
 }
 
-func TestRemoteIdenticalGlobal(t *testing.T)    { testIdentical(t, shard.ModeGlobal) }
-func TestRemoteIdenticalFrozen(t *testing.T)    { testIdentical(t, shard.ModeFrozen) }
-func TestRemoteIdenticalReference(t *testing.T) { testIdentical(t, shard.ModeReference) }
+func TestRemoteIdenticalGlobal(t *testing.T)    { testIdentical(t, job.ModeGlobal) }
+func TestRemoteIdenticalFrozen(t *testing.T)    { testIdentical(t, job.ModeFrozen) }
+func TestRemoteIdenticalReference(t *testing.T) { testIdentical(t, job.ModeReference) }
 
 // failAt makes a ledger refuse to begin step k: the driver stops there, as
 // if the coordinator died after the checkpoint of the previous step.
@@ -266,21 +268,21 @@ func (f failAt) BeginStep(ctx context.Context, k int, lr float64) error {
 // checkpoints over NATS and finish the search: Γ equals an uninterrupted
 // in-process run.
 func TestRemoteResume(t *testing.T) {
-	spec := storiesSpec(t, shard.ModeGlobal)
+	spec := storiesSpec(t, job.ModeGlobal)
 	parts := storiesParts(t, spec, 3)
 	want := runLocal(t, spec, parts)
-	c := newCluster(t, 3, shard.ServeOptions{})
+	c := newCluster(t, 3, shardrpc.ServeOptions{})
 	ledger := newLedger(t, spec)
 	ctx := testCtx(t, 60*time.Second)
-	rs := c.remotes(t, spec, parts, 1, shard.CallOptions{})
+	rs := c.remotes(t, spec, parts, 1, shardrpc.CallOptions{})
 	if _, err := drive(ctx, t, spec, apis(rs), failAt{ledger, 3}, c.blobs); err == nil || !strings.Contains(err.Error(), "injected") {
 		t.Fatalf("first run: %v (want the injected failure)", err)
 	}
 	if step, _ := ledger.LatestCommon(ranges(parts)); step != 2 {
 		t.Fatalf("latest common checkpoint at step %d, want 2", step)
 	}
-	c.startServers(t, 3, shard.ServeOptions{})
-	rs = c.remotes(t, spec, parts, 2, shard.CallOptions{})
+	c.startServers(t, 3, shardrpc.ServeOptions{})
+	rs = c.remotes(t, spec, parts, 2, shardrpc.CallOptions{})
 	got, err := drive(ctx, t, spec, apis(rs), ledger, c.blobs)
 	if err != nil {
 		t.Fatalf("resumed run: %v", err)
@@ -293,17 +295,17 @@ func TestRemoteResume(t *testing.T) {
 // servers: they keep their loaded workers, rebuild their pipes on the new
 // epoch's subjects, roll back to step 2 and finish with the same Γ.
 func TestRemoteRollbackInPlace(t *testing.T) {
-	spec := storiesSpec(t, shard.ModeGlobal)
+	spec := storiesSpec(t, job.ModeGlobal)
 	parts := storiesParts(t, spec, 3)
 	want := runLocal(t, spec, parts)
-	c := newCluster(t, 3, shard.ServeOptions{})
+	c := newCluster(t, 3, shardrpc.ServeOptions{})
 	ledger := newLedger(t, spec)
 	ctx := testCtx(t, 60*time.Second)
-	rs := c.remotes(t, spec, parts, 1, shard.CallOptions{})
+	rs := c.remotes(t, spec, parts, 1, shardrpc.CallOptions{})
 	if _, err := drive(ctx, t, spec, apis(rs), failAt{ledger, 4}, c.blobs); err == nil {
 		t.Fatal("first run did not stop")
 	}
-	rs = c.remotes(t, spec, parts, 2, shard.CallOptions{})
+	rs = c.remotes(t, spec, parts, 2, shardrpc.CallOptions{})
 	for _, s := range c.servers {
 		if st := s.Status(); st.Epoch != 2 || st.Step != 3 {
 			t.Fatalf("after the epoch bump: %+v (want epoch 2, state of step 3 kept)", st)
@@ -317,8 +319,8 @@ func TestRemoteRollbackInPlace(t *testing.T) {
 }
 
 // single starts one server holding the whole model as a 1-stage pipeline.
-func single(t *testing.T, opts shard.ServeOptions, copts shard.CallOptions) (*cluster, *shard.Remote, shard.Spec) {
-	spec := storiesSpec(t, shard.ModeGlobal)
+func single(t *testing.T, opts shardrpc.ServeOptions, copts shardrpc.CallOptions) (*cluster, *shardrpc.Remote, job.Spec) {
+	spec := storiesSpec(t, job.ModeGlobal)
 	parts := storiesParts(t, spec, 1)
 	c := newCluster(t, 1, opts)
 	return c, c.remotes(t, spec, parts, 5, copts)[0], spec
@@ -329,25 +331,25 @@ func single(t *testing.T, opts shard.ServeOptions, copts shard.CallOptions) (*cl
 func TestRemoteFencing(t *testing.T) {
 	log, buf := captureLogger()
 	var loads atomic.Int32
-	load := func(spec shard.Spec, part shard.Part, pipe shard.Pipe) (*shard.Worker, error) {
+	load := func(spec job.Spec, part nn.Part, pipe shardrpc.Pipe) (shardrpc.Worker, error) {
 		loads.Add(1)
 		return shard.NewWorker(spec, part, pipe)
 	}
-	c, r, spec := single(t, shard.ServeOptions{Logger: log, LoadHook: load}, shard.CallOptions{})
+	c, r, spec := single(t, shardrpc.ServeOptions{Logger: log, Load: load}, shardrpc.CallOptions{})
 	ctx := testCtx(t, 20*time.Second)
-	stale := shard.NewRemote(c.coord, c.subj, r.ID(), r.Part(), 4, shard.CallOptions{})
+	stale := shardrpc.NewRemote(c.coord, c.subj, r.ID(), r.Part(), 4, shardrpc.CallOptions{})
 	_, err := stale.Step(ctx, 1)
-	if !shard.IsCode(err, shard.CodeStaleEpoch) || !errors.Is(err, shard.ErrStaleEpoch) {
-		t.Fatalf("stale step: %v (want code %s)", err, shard.CodeStaleEpoch)
+	if !shardrpc.IsCode(err, shardrpc.CodeStaleEpoch) || !errors.Is(err, shardrpc.ErrStaleEpoch) {
+		t.Fatalf("stale step: %v (want code %s)", err, shardrpc.CodeStaleEpoch)
 	}
 	if !strings.Contains(buf.String(), "stale epoch") {
 		t.Errorf("no log line for the fenced call; log:\n%s", buf)
 	}
-	if _, err := stale.Assign(ctx, spec, 0, 1); !shard.IsCode(err, shard.CodeStaleEpoch) {
+	if _, err := stale.Assign(ctx, spec, 0, 1); !shardrpc.IsCode(err, shardrpc.CodeStaleEpoch) {
 		t.Errorf("stale assign: %v", err)
 	}
-	ahead := shard.NewRemote(c.coord, c.subj, r.ID(), r.Part(), 6, shard.CallOptions{})
-	if _, err := ahead.Count(ctx); !shard.IsCode(err, shard.CodeEpochAhead) {
+	ahead := shardrpc.NewRemote(c.coord, c.subj, r.ID(), r.Part(), 6, shardrpc.CallOptions{})
+	if _, err := ahead.Count(ctx); !shardrpc.IsCode(err, shardrpc.CodeEpochAhead) {
 		t.Errorf("count at a newer epoch before assign: %v", err)
 	}
 	if _, err := r.Step(ctx, 1); err != nil {
@@ -357,7 +359,7 @@ func TestRemoteFencing(t *testing.T) {
 	if _, err := ahead.Assign(ctx, spec, 0, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Update(ctx, 1, 1e-4, 1); !shard.IsCode(err, shard.CodeStaleEpoch) {
+	if err := r.Update(ctx, 1, 1e-4, 1); !shardrpc.IsCode(err, shardrpc.CodeStaleEpoch) {
 		t.Errorf("update at the superseded epoch: %v", err)
 	}
 	if st := c.servers[0].Status(); st.Epoch != 6 || !st.Loaded {
@@ -392,7 +394,7 @@ func TestRemoteFencing(t *testing.T) {
 // damaged is refused with a checksum error, by the blob store's own check
 // and, for a store that does not verify, by the Ref's sha256.
 func TestRemoteCorruptCheckpoint(t *testing.T) {
-	c, r, _ := single(t, shard.ServeOptions{}, shard.CallOptions{})
+	c, r, _ := single(t, shardrpc.ServeOptions{}, shardrpc.CallOptions{})
 	ctx := testCtx(t, 20*time.Second)
 	ref, err := r.Checkpoint(ctx)
 	if err != nil {
@@ -411,7 +413,7 @@ func TestRemoteCorruptCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = r.Restore(ctx, ref)
-	if !shard.IsCode(err, shard.CodeChecksum) || !strings.Contains(err.Error(), "checksum") {
+	if !shardrpc.IsCode(err, shardrpc.CodeChecksum) || !strings.Contains(err.Error(), "checksum") {
 		t.Fatalf("restore of a corrupt blob: %v (want a checksum error)", err)
 	}
 	t.Logf("corrupt blob: %v", err)
@@ -419,7 +421,7 @@ func TestRemoteCorruptCheckpoint(t *testing.T) {
 	if _, err := r.Step(ctx, 1); err != nil {
 		t.Fatalf("step after a refused restore: %v", err)
 	}
-	if err := r.Restore(ctx, shard.Ref{}); err != nil {
+	if err := r.Restore(ctx, job.Ref{}); err != nil {
 		t.Fatalf("reset: %v", err)
 	}
 	if st, err := r.Status(ctx); err != nil || st.Step != 0 {
@@ -428,14 +430,14 @@ func TestRemoteCorruptCheckpoint(t *testing.T) {
 
 	// A store that hands back damaged bytes without noticing.
 	mem := &looseStore{m: map[string][]byte{}}
-	c.startServers(t, 1, shard.ServeOptions{Blobs: mem})
-	spec := storiesSpec(t, shard.ModeGlobal)
-	r = c.remotes(t, spec, storiesParts(t, spec, 1), 1, shard.CallOptions{})[0]
+	c.startServers(t, 1, shardrpc.ServeOptions{Blobs: mem})
+	spec := storiesSpec(t, job.ModeGlobal)
+	r = c.remotes(t, spec, storiesParts(t, spec, 1), 1, shardrpc.CallOptions{})[0]
 	if ref, err = r.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}
 	mem.m[ref.Key][len(mem.m[ref.Key])/3] ^= 1
-	if err = r.Restore(ctx, ref); !shard.IsCode(err, shard.CodeChecksum) || !strings.Contains(err.Error(), "checksum mismatch") {
+	if err = r.Restore(ctx, ref); !shardrpc.IsCode(err, shardrpc.CodeChecksum) || !strings.Contains(err.Error(), "checksum mismatch") {
 		t.Fatalf("restore of bytes not matching the Ref: %v", err)
 	}
 	t.Logf("Ref mismatch: %v", err)
@@ -474,18 +476,18 @@ func TestRemoteDuplicateStep(t *testing.T) {
 	slow.Store(true)
 	hook := func(m string) {
 		switch m {
-		case shard.MethodStep:
+		case shardrpc.MethodStep:
 			steps.Add(1)
 			if slow.Swap(false) {
 				time.Sleep(700 * time.Millisecond) // longer than the first attempt's timeout
 			}
-		case shard.MethodUpdate:
+		case shardrpc.MethodUpdate:
 			updates.Add(1)
 		}
 	}
 	log, buf := captureLogger()
-	c, r, _ := single(t, shard.ServeOptions{BeforeCall: hook, Logger: log},
-		shard.CallOptions{Long: 400 * time.Millisecond, Retries: 3, Backoff: 10 * time.Millisecond})
+	c, r, _ := single(t, shardrpc.ServeOptions{BeforeCall: hook, Logger: log},
+		shardrpc.CallOptions{Long: 400 * time.Millisecond, Retries: 3, Backoff: 10 * time.Millisecond})
 	ctx := testCtx(t, 20*time.Second)
 	res, err := r.Step(ctx, 1)
 	if err != nil {
@@ -494,7 +496,7 @@ func TestRemoteDuplicateStep(t *testing.T) {
 	if n := steps.Load(); n != 1 {
 		t.Fatalf("step ran %d times, want 1", n)
 	}
-	if st := r.Stats()[shard.MethodStep]; st.Calls != 1 || st.Errors != 0 {
+	if st := r.Stats()[shardrpc.MethodStep]; st.Calls != 1 || st.Errors != 0 {
 		t.Errorf("remote stats %+v", st)
 	}
 	if !strings.Contains(buf.String(), "repeated request answered from the record") {
@@ -505,24 +507,24 @@ func TestRemoteDuplicateStep(t *testing.T) {
 	ctl, _ := c.subj.Control(r.ID())
 	call := func(method, id string, body any) ([]byte, error) {
 		b, _ := json.Marshal(body)
-		env, _ := json.Marshal(shard.Envelope{Method: method, ID: id, Epoch: r.Epoch(), Body: b})
+		env, _ := json.Marshal(shardrpc.Envelope{Method: method, ID: id, Epoch: r.Epoch(), Body: b})
 		return c.coord.Call(ctx, ctl, env, transport.CallOptions{Timeout: 10 * time.Second})
 	}
-	a, err1 := call(shard.MethodStep, "dup-1", shard.StepRequest{K: 1})
-	b, err2 := call(shard.MethodStep, "dup-1", shard.StepRequest{K: 1})
+	a, err1 := call(shardrpc.MethodStep, "dup-1", shardrpc.StepRequest{K: 1})
+	b, err2 := call(shardrpc.MethodStep, "dup-1", shardrpc.StepRequest{K: 1})
 	if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
 		t.Fatalf("duplicate step replies differ: %s / %s (%v, %v)", a, b, err1, err2)
 	}
-	var rep shard.StepReply
+	var rep shardrpc.StepReply
 	if err := json.Unmarshal(a, &rep); err != nil || float64(rep.Loss) != res.Loss || rep.Count != res.Count {
 		t.Errorf("repeated step reply %s, first result %+v", a, res)
 	}
 	if n := steps.Load(); n != 1 {
 		t.Fatalf("step ran %d times after duplicates, want 1", n)
 	}
-	up := shard.UpdateRequest{K: 1, LR: 1e-5, Clip: 1}
+	up := shardrpc.UpdateRequest{K: 1, LR: 1e-5, Clip: 1}
 	for range 2 {
-		if _, err := call(shard.MethodUpdate, "dup-u", up); err != nil {
+		if _, err := call(shardrpc.MethodUpdate, "dup-u", up); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -530,7 +532,7 @@ func TestRemoteDuplicateStep(t *testing.T) {
 		t.Fatalf("update ran %d times, want 1", n)
 	}
 	up.LR = 2e-5
-	if _, err := call(shard.MethodUpdate, "other", up); !shard.IsCode(err, shard.CodeConflict) {
+	if _, err := call(shardrpc.MethodUpdate, "other", up); !shardrpc.IsCode(err, shardrpc.CodeConflict) {
 		t.Fatalf("update of the same step with another lr: %v (want code conflict)", err)
 	}
 }
@@ -538,24 +540,24 @@ func TestRemoteDuplicateStep(t *testing.T) {
 // TestRemotePreempt: an assign to a newer epoch aborts a step blocked on
 // a neighbour that never comes (stage 1 of 2 without stage 0).
 func TestRemotePreempt(t *testing.T) {
-	spec := storiesSpec(t, shard.ModeGlobal)
+	spec := storiesSpec(t, job.ModeGlobal)
 	parts := storiesParts(t, spec, 2)
-	c := newCluster(t, 2, shard.ServeOptions{})
-	rs := c.remotes(t, spec, parts, 1, shard.CallOptions{})
+	c := newCluster(t, 2, shardrpc.ServeOptions{})
+	rs := c.remotes(t, spec, parts, 1, shardrpc.CallOptions{})
 	ctx := testCtx(t, 20*time.Second)
 	errc := make(chan error, 1)
 	go func() {
 		_, err := rs[1].Step(ctx, 1)
 		errc <- err
 	}()
-	for c.servers[1].Status().Running != shard.MethodStep {
+	for c.servers[1].Status().Running != shardrpc.MethodStep {
 		if ctx.Err() != nil {
 			t.Fatalf("step never started: %+v", c.servers[1].Status())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	// The status RPC bypasses the operation lock the blocked step holds.
-	if st, err := rs[1].Status(ctx); err != nil || st.Running != shard.MethodStep || st.Epoch != 1 {
+	if st, err := rs[1].Status(ctx); err != nil || st.Running != shardrpc.MethodStep || st.Epoch != 1 {
 		t.Fatalf("status RPC while blocked: %+v, %v", st, err)
 	}
 	// An old-epoch call queued behind the step must not run after it either.
@@ -566,7 +568,7 @@ func TestRemotePreempt(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
-	next := shard.NewRemote(c.coord, c.subj, rs[1].ID(), parts[1], 2, shard.CallOptions{})
+	next := shardrpc.NewRemote(c.coord, c.subj, rs[1].ID(), parts[1], 2, shardrpc.CallOptions{})
 	if _, err := next.Assign(ctx, spec, 1, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -576,7 +578,7 @@ func TestRemotePreempt(t *testing.T) {
 	if err := <-errc; err == nil {
 		t.Error("blocked step of the old epoch succeeded")
 	}
-	if err := <-queued; !shard.IsCode(err, shard.CodeStaleEpoch) {
+	if err := <-queued; !shardrpc.IsCode(err, shardrpc.CodeStaleEpoch) {
 		t.Errorf("queued old-epoch call: %v (want stale_epoch)", err)
 	}
 }
@@ -591,23 +593,23 @@ func TestRegister(t *testing.T) {
 	go func() {
 		time.Sleep(300 * time.Millisecond) // the shard starts before the coordinator
 		_, _ = transport.HandleJSON(dial(t, ns, "coord", nil), coord, "",
-			func(ctx context.Context, req shard.CoordinatorRequest) (shard.RegisterResponse, error) {
-				var r shard.RegisterRequest
+			func(ctx context.Context, req shardrpc.CoordinatorRequest) (shardrpc.RegisterResponse, error) {
+				var r shardrpc.RegisterRequest
 				if err := json.Unmarshal(req.Body, &r); err != nil || req.Method != "register" {
-					return shard.RegisterResponse{}, fmt.Errorf("bad request %+v", req)
+					return shardrpc.RegisterResponse{}, fmt.Errorf("bad request %+v", req)
 				}
 				got.Store(r)
-				return shard.RegisterResponse{OK: r.ID != "dup", Message: "duplicate id"}, nil
+				return shardrpc.RegisterResponse{OK: r.ID != "dup", Message: "duplicate id"}, nil
 			})
 	}()
 	ctx := testCtx(t, 10*time.Second)
-	if err := shard.Register(ctx, conn, subj, "s1", "host:1"); err != nil {
+	if err := shardrpc.Register(ctx, conn, subj, "s1", "host:1"); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := got.Load().(shard.RegisterRequest); r.ID != "s1" || r.Addr != "host:1" {
+	if r, _ := got.Load().(shardrpc.RegisterRequest); r.ID != "s1" || r.Addr != "host:1" {
 		t.Errorf("coordinator saw %+v", r)
 	}
-	if err := shard.Register(ctx, conn, subj, "dup", "host:2"); err == nil || !strings.Contains(err.Error(), "duplicate id") {
+	if err := shardrpc.Register(ctx, conn, subj, "dup", "host:2"); err == nil || !strings.Contains(err.Error(), "duplicate id") {
 		t.Errorf("refused registration: %v", err)
 	}
 }
@@ -620,21 +622,21 @@ func TestWireFormats(t *testing.T) {
 			h[i] = uint64(i) * 0x10001
 		}
 	}
-	b, err := shard.EncodeHistogram(nil, h)
+	b, err := shardrpc.EncodeHistogram(nil, h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := make([]uint64, prune.HistBuckets)
-	if err := shard.DecodeHistogram(b, got); err != nil || !reflect.DeepEqual(got, h) {
+	if err := shardrpc.DecodeHistogram(b, got); err != nil || !reflect.DeepEqual(got, h) {
 		t.Fatalf("histogram round trip: %v", err)
 	}
 	t.Logf("histogram with %d non-zero buckets: %d bytes on the wire", prune.HistBuckets/97+1, len(b))
-	if err := shard.DecodeHistogram(b[:len(b)/2], got); err == nil {
+	if err := shardrpc.DecodeHistogram(b[:len(b)/2], got); err == nil {
 		t.Error("truncated histogram accepted")
 	}
 	for _, v := range []float64{0, math.Copysign(0, -1), 1e-310, math.Pi, -math.MaxFloat64, math.Inf(1), math.Inf(-1)} {
-		bs, err := json.Marshal(shard.WireFloat(v))
-		var back shard.WireFloat
+		bs, err := json.Marshal(shardrpc.WireFloat(v))
+		var back shardrpc.WireFloat
 		if err == nil {
 			err = json.Unmarshal(bs, &back)
 		}
@@ -642,8 +644,8 @@ func TestWireFormats(t *testing.T) {
 			t.Errorf("WireFloat %v → %s → %v (%v)", v, bs, back, err)
 		}
 	}
-	bs, _ := json.Marshal(shard.WireFloat(math.NaN()))
-	var back shard.WireFloat
+	bs, _ := json.Marshal(shardrpc.WireFloat(math.NaN()))
+	var back shardrpc.WireFloat
 	if err := json.Unmarshal(bs, &back); err != nil || !math.IsNaN(float64(back)) {
 		t.Errorf("NaN → %s → %v (%v)", bs, back, err)
 	}

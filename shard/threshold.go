@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/prune"
 )
 
@@ -47,7 +48,7 @@ func (wk *Worker) ApplyTau(ctx context.Context, k int, tau float32) error {
 	err := parallel(len(wk.ts), func(i int) error {
 		tg := wk.ts[i]
 		t := tau
-		if wk.spec.Mode == ModeReference {
+		if wk.spec.Mode == job.ModeReference {
 			var err error
 			if t, err = prune.AbsQuantile(tg.mir.Z, wk.spec.Lambda); err != nil {
 				return fmt.Errorf("%s: %w", tg.t, err)

@@ -1,3 +1,9 @@
+// Package shard is the search-stage worker (DESIGN §3.1): it owns a
+// contiguous range of decoder layers (the first shard also the embedding,
+// the last also the final norm and LM head), keeps their weights, Adam
+// moments and mirror-descent state, runs forward/backward for them, answers
+// threshold histogram queries and writes checkpoints. The same Worker runs
+// in one process (Local) and in a cluster (behind a shardrpc.Server).
 package shard
 
 import (
@@ -8,13 +14,12 @@ import (
 
 	"github.com/unipruning/unipruning/eval"
 	"github.com/unipruning/unipruning/internal/seeded"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune"
+	"github.com/unipruning/unipruning/shardrpc"
 )
-
-// Part is the slice of the model a shard owns.
-type Part = nn.Part
 
 // target is the per-matrix state of the search.
 type target struct {
@@ -29,32 +34,20 @@ type target struct {
 
 // Worker runs the search stage for its part of the model.
 type Worker struct {
-	spec    Spec
-	part    Part
+	spec    job.Spec
+	part    nn.Part
 	ck      *model.Checkpoint
 	w       *nn.Weights[float32]
 	st      *nn.Stage[float32]
 	ts      []*target
 	groups  map[int]*[4]*prune.Stats // layer → input-group statistics
 	windows [][]int32                // calibration windows (first and last shard only)
-	pipe    Pipe
+	pipe    shardrpc.Pipe
 	step    int // last step fully applied (Γ updated)
 }
 
-// StepResult is what a shard reports after the forward/backward of a step.
-type StepResult struct {
-	Step int `json:"step"`
-	// Loss is the summed NLL over Count predictions (last shard only).
-	Loss  float64 `json:"loss"`
-	Count int     `json:"count"`
-	// GradSumSq[i] is Σ g² over the targets of layer From+i (float64), so
-	// the leader can sum layers in a fixed order whatever the sharding.
-	GradSumSq []float64 `json:"grad_sumsq,omitempty"`
-	From      int       `json:"from"`
-}
-
 // NewWorker loads the part's weights and initialises its state.
-func NewWorker(spec Spec, part Part, pipe Pipe) (*Worker, error) {
+func NewWorker(spec job.Spec, part nn.Part, pipe shardrpc.Pipe) (*Worker, error) {
 	spec.Defaults()
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -124,7 +117,7 @@ func (wk *Worker) loadWindows() error {
 func (wk *Worker) Close() error { return wk.ck.Close() }
 
 // Part returns what the worker owns.
-func (wk *Worker) Part() Part { return wk.part }
+func (wk *Worker) Part() nn.Part { return wk.part }
 
 // Config is the model's configuration.
 func (wk *Worker) Config() *model.Config { return wk.ck.Config }
@@ -145,8 +138,8 @@ func (o observer) Observe(layer int, m model.Matrix, x []float32, rows, cols int
 
 // Step runs the forward (and, when training, backward) pass of step k:
 // activations arrive from / go to the neighbouring shards through the pipe.
-func (wk *Worker) Step(ctx context.Context, k int) (StepResult, error) {
-	res := StepResult{Step: k, From: wk.part.From}
+func (wk *Worker) Step(ctx context.Context, k int) (shardrpc.StepResult, error) {
+	res := shardrpc.StepResult{Step: k, From: wk.part.From}
 	if k != wk.step+1 {
 		return res, fmt.Errorf("shard is at step %d, asked to run step %d", wk.step, k)
 	}

@@ -21,10 +21,12 @@ import (
 
 	"github.com/unipruning/unipruning/consensus"
 	"github.com/unipruning/unipruning/coordinator"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune/gammastore"
 	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/shardrpc"
 	"github.com/unipruning/unipruning/transport"
 )
 
@@ -90,7 +92,7 @@ func (f *natsFlags) connect(name string, log *slog.Logger) (*transport.Conn, tra
 	return conn, subj, nil
 }
 
-func (f *natsFlags) blobStore(ctx context.Context, conn *transport.Conn) (shard.BlobStore, error) {
+func (f *natsFlags) blobStore(ctx context.Context, conn *transport.Conn) (shardrpc.BlobStore, error) {
 	if dir, ok := strings.CutPrefix(f.blobs, "fs:"); ok {
 		return transport.NewFSBlobStore(dir)
 	}
@@ -102,7 +104,7 @@ func (f *natsFlags) blobStore(ctx context.Context, conn *transport.Conn) (shard.
 
 // dial connects and opens the blob store, the two things every role that
 // holds checkpoints needs; the connection is closed again if the store fails.
-func (f *natsFlags) dial(ctx context.Context, name string, log *slog.Logger) (*transport.Conn, transport.Subjects, shard.BlobStore, error) {
+func (f *natsFlags) dial(ctx context.Context, name string, log *slog.Logger) (*transport.Conn, transport.Subjects, shardrpc.BlobStore, error) {
 	conn, subj, err := f.connect(name, log)
 	if err != nil {
 		return nil, subj, nil, err
@@ -224,7 +226,7 @@ epoch are refused (fencing). --standby holds it in reserve to replace a failed s
 			if err != nil {
 				return err
 			}
-			srv, err := shard.Serve(ctx, conn, subj, id, shard.ServeOptions{Blobs: blobs, Logger: log,
+			srv, err := shardrpc.Serve(ctx, conn, subj, id, shardrpc.ServeOptions{Load: shard.Load, Blobs: blobs, Logger: log,
 				StreamConfig: transport.StreamConfig{Codec: c}})
 			if err != nil {
 				return err
@@ -234,7 +236,7 @@ epoch are refused (fencing). --standby holds it in reserve to replace a failed s
 			registerShardMetrics(reg, srv)
 			serveMetrics(metrics, reg, log)
 			host, _ := os.Hostname()
-			if _, err := shard.RegisterWith(ctx, conn, subj, shard.RegisterRequest{ID: id, Addr: fmt.Sprintf("%s/%d", host, os.Getpid()), Standby: standby}); err != nil {
+			if _, err := shardrpc.RegisterWith(ctx, conn, subj, shardrpc.RegisterRequest{ID: id, Addr: fmt.Sprintf("%s/%d", host, os.Getpid()), Standby: standby}); err != nil {
 				return err
 			}
 			<-ctx.Done()
@@ -333,13 +335,13 @@ func runCoordinator(f coordFlags) error {
 	if f.id == "" || f.dir == "" || f.out == "" {
 		return fmt.Errorf("--id, --raft-dir and --out are required")
 	}
-	var job *coordinator.Job
+	var jb *job.Job
 	if f.job != "" {
 		b, err := os.ReadFile(f.job)
 		if err != nil {
 			return err
 		}
-		if job, err = coordinator.ParseJob(b); err != nil {
+		if jb, err = job.Parse(b); err != nil {
 			return err
 		}
 	}
@@ -369,7 +371,7 @@ func runCoordinator(f coordFlags) error {
 	reg := prometheus.NewRegistry()
 	serveMetrics(f.metrics, reg, log)
 	n := coordinator.NewNode(coordinator.NodeConfig{ID: f.id, Raft: node, Conn: conn, Subj: subj,
-		Job: job, Finish: gammaWriter(f.out, blobs), HeartbeatTimeout: f.hbTimeout, Log: log, StayAfterDone: f.stay,
+		Job: jb, Finish: gammaWriter(f.out, blobs), HeartbeatTimeout: f.hbTimeout, Log: log, StayAfterDone: f.stay,
 		Metrics: coordinator.NewMetrics(reg),
 		OnStep: func(s coordinator.StepInfo) {
 			log.Info("step", "k", s.Step, "of", s.Steps, "loss", fmt.Sprintf("%.4f", s.Loss), "tau", s.Tau, "seconds", fmt.Sprintf("%.3f", s.Seconds))
@@ -384,8 +386,8 @@ func runCoordinator(f coordFlags) error {
 // gammaWriter returns the coordinator's Finish: write the Γ store to out
 // and put its manifest in the blob store (its parts are there already,
 // keyed by their sha256), so `unipruning fetch` can rebuild it anywhere.
-func gammaWriter(out string, blobs shard.BlobStore) func(ctx context.Context, spec shard.Spec, refs []shard.Ref, parts []nn.Part, steps map[int]coordinator.StepFacts) (map[string]string, error) {
-	return func(ctx context.Context, spec shard.Spec, refs []shard.Ref, parts []nn.Part, steps map[int]coordinator.StepFacts) (map[string]string, error) {
+func gammaWriter(out string, blobs shardrpc.BlobStore) func(ctx context.Context, spec job.Spec, refs []job.Ref, parts []nn.Part, steps map[int]coordinator.StepFacts) (map[string]string, error) {
+	return func(ctx context.Context, spec job.Spec, refs []job.Ref, parts []nn.Part, steps map[int]coordinator.StepFacts) (map[string]string, error) {
 		ck, err := model.Open(spec.Model, spec.Tokenizer)
 		if err != nil {
 			return nil, err
@@ -461,7 +463,7 @@ the parts, each checked against its sha256) into --out, ready for 'unipruning ex
 }
 
 // fetchGamma writes the manifest stored under key and every part it lists.
-func fetchGamma(ctx context.Context, blobs shard.BlobStore, key, dir string) error {
+func fetchGamma(ctx context.Context, blobs shardrpc.BlobStore, key, dir string) error {
 	b, err := blobs.Get(ctx, key)
 	if err != nil {
 		return err
@@ -558,7 +560,7 @@ func quietLogger() *slog.Logger {
 }
 
 // registerShardMetrics exposes a shard server's state and pipe counters.
-func registerShardMetrics(reg *prometheus.Registry, srv *shard.Server) {
+func registerShardMetrics(reg *prometheus.Registry, srv *shardrpc.Server) {
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}

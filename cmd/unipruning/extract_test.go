@@ -9,15 +9,15 @@ import (
 	"time"
 
 	"github.com/unipruning/unipruning/internal/shareddata"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/prune/gammastore"
-	"github.com/unipruning/unipruning/shard"
 )
 
 // TestExtractOneShot: one Γ gives every target; masks are applied to the
 // original weights; extraction costs a small fraction of the search.
 func TestExtractOneShot(t *testing.T) {
-	spec := smallSpec(t, shard.ModeGlobal)
+	spec := smallSpec(t, job.ModeGlobal)
 	t0 := time.Now()
 	run := search(t, spec, 1)
 	searchTime := time.Since(t0)
@@ -44,7 +44,7 @@ func TestExtractOneShot(t *testing.T) {
 // TestExtractGlobalAllocation: global allocation hits the total exactly
 // and honours the per-matrix cap.
 func TestExtractGlobalAllocation(t *testing.T) {
-	run := search(t, smallSpec(t, shard.ModeFrozen), 1)
+	run := search(t, smallSpec(t, job.ModeFrozen), 1)
 	out := filepath.Join(t.TempDir(), "g")
 	reps, err := runExtract(extractFlags{run: run, out: out, sparsities: "0.6", allocation: "global", maxSparsity: 0.75})
 	if err != nil {
@@ -64,7 +64,7 @@ func TestExtractGlobalAllocation(t *testing.T) {
 // TestExtractBadInput: a Γ store of another model, a corrupted part and
 // incompatible flags are refused with clear errors, nothing written.
 func TestExtractBadInput(t *testing.T) {
-	run := search(t, smallSpec(t, shard.ModeFrozen), 1)
+	run := search(t, smallSpec(t, job.ModeFrozen), 1)
 	cases := []struct {
 		f    extractFlags
 		want string
@@ -107,7 +107,7 @@ func TestExtractBadInput(t *testing.T) {
 // TestResumeCorruptCheckpoint: a corrupted or truncated checkpoint is
 // refused on resume with a clear error.
 func TestResumeCorruptCheckpoint(t *testing.T) {
-	spec := smallSpec(t, shard.ModeGlobal)
+	spec := smallSpec(t, job.ModeGlobal)
 	out := filepath.Join(t.TempDir(), "run")
 	if _, err := runSearch(context.Background(), searchFlags{spec: spec, out: out, shards: 1}); err != nil {
 		t.Fatal(err)

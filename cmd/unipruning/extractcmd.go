@@ -13,13 +13,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune/extract"
 	"github.com/unipruning/unipruning/prune/gammastore"
 	"github.com/unipruning/unipruning/prune/maskfile"
 	"github.com/unipruning/unipruning/report"
-	"github.com/unipruning/unipruning/shard"
 )
 
 type extractFlags struct {
@@ -129,7 +129,7 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	var spec shard.Spec
+	var spec job.Spec
 	if err := json.Unmarshal(store.Spec, &spec); err != nil {
 		return nil, fmt.Errorf("Γ store spec: %w", err)
 	}
@@ -185,7 +185,7 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 }
 
 // extractOne writes one target's pruned model, masks and report into dir.
-func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target, spec *shard.Spec, f *extractFlags, dense *report.Report) (*report.Report, error) {
+func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target, spec *job.Spec, f *extractFlags, dense *report.Report) (*report.Report, error) {
 	t0 := time.Now()
 	var ms []extract.Matrix
 	for _, tg := range model.Targets(m.ck.Config) {

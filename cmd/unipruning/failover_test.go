@@ -13,7 +13,9 @@ import (
 
 	"github.com/unipruning/unipruning/consensus"
 	"github.com/unipruning/unipruning/coordinator"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/shardrpc"
 	"github.com/unipruning/unipruning/transport"
 )
 
@@ -25,7 +27,7 @@ import (
 // later the Raft leader dies. The job must finish with bitwise the Γ of the
 // one-process search.
 func TestClusterSurvivesShardAndLeaderLoss(t *testing.T) {
-	spec := smallSpec(t, shard.ModeGlobal)
+	spec := smallSpec(t, job.ModeGlobal)
 	ref := search(t, spec, 2)
 
 	srv, err := transport.StartServer(transport.ServerConfig{Port: -1})
@@ -46,7 +48,7 @@ func TestClusterSurvivesShardAndLeaderLoss(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		s, err := shard.Serve(ctx, conn, subj, id, shard.ServeOptions{Blobs: blobs, Logger: quietLogger()})
+		s, err := shardrpc.Serve(ctx, conn, subj, id, shardrpc.ServeOptions{Load: shard.Load, Blobs: blobs, Logger: quietLogger()})
 		if err != nil {
 			conn.Close()
 			t.Error(err)
@@ -55,7 +57,7 @@ func TestClusterSurvivesShardAndLeaderLoss(t *testing.T) {
 		shardMu.Lock()
 		shards[id] = func() { conn.Close(); s.Close() } // connection first: no goodbye
 		shardMu.Unlock()
-		go shard.Register(ctx, conn, subj, id, "in-process")
+		go shardrpc.Register(ctx, conn, subj, id, "in-process")
 	}
 	for _, id := range []string{"s0", "s1"} {
 		startShard(id)
@@ -147,13 +149,13 @@ func (r *replica) kill() {
 	r.conn.Close()
 }
 
-func startReplicas(t *testing.T, ctx context.Context, nf natsFlags, out string, spec shard.Spec) []replica {
+func startReplicas(t *testing.T, ctx context.Context, nf natsFlags, out string, spec job.Spec) []replica {
 	t.Helper()
 	spec, err := resolveSpec(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := &coordinator.Job{ID: "failover-" + spec.Hash()[:12], Spec: spec, Shards: 2}
+	job := &job.Job{ID: "failover-" + spec.Hash()[:12], Spec: spec, Shards: 2}
 	peers := make([]consensus.Peer, 3)
 	for i := range peers {
 		peers[i] = consensus.Peer{ID: fmt.Sprintf("c%d", i), Addr: freeAddr(t)}

@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/prune/gammastore"
-	"github.com/unipruning/unipruning/shard"
 	"github.com/unipruning/unipruning/transport"
 )
 
@@ -15,7 +15,7 @@ import (
 // NATS, single-node Raft, 2 shard servers) gives bitwise the Γ of the
 // in-process driver.
 func TestEmbeddedClusterMatchesInProcess(t *testing.T) {
-	for _, mode := range []string{shard.ModeGlobal, shard.ModeFrozen} {
+	for _, mode := range []string{job.ModeGlobal, job.ModeFrozen} {
 		spec := smallSpec(t, mode)
 		ref := search(t, spec, 2)
 		out := filepath.Join(t.TempDir(), "cluster")
@@ -30,7 +30,7 @@ func TestEmbeddedClusterMatchesInProcess(t *testing.T) {
 // store alone (the manifest blob the leader records, and the parts by
 // their sha256).
 func TestFetchGamma(t *testing.T) {
-	spec := smallSpec(t, shard.ModeFrozen)
+	spec := smallSpec(t, job.ModeFrozen)
 	out := filepath.Join(t.TempDir(), "cluster")
 	if err := runEmbeddedCluster(context.Background(), searchFlags{spec: spec, out: out, shards: 2}); err != nil {
 		t.Fatal(err)

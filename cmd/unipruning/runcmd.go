@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/unipruning/unipruning/model"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/unipruning/unipruning/job"
+	"github.com/unipruning/unipruning/model"
+	"github.com/unipruning/unipruning/shardrpc"
 
 	"github.com/spf13/cobra"
 
@@ -169,7 +172,7 @@ func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
 	}
 	defer stopShards()
 	bar := newProgress(spec.Steps, "search "+spec.Mode)
-	job := &coordinator.Job{ID: "run-" + spec.Hash()[:12], Spec: spec, Shards: sf.shards}
+	job := &job.Job{ID: "run-" + spec.Hash()[:12], Spec: spec, Shards: sf.shards}
 	n := coordinator.NewNode(coordinator.NodeConfig{ID: "c1", Raft: node, Conn: conn, Subj: subj,
 		Job: job, Finish: gammaWriter(sf.out, blobs), Log: quietLogger(), OnStep: stepPrinter(bar),
 		Linger: time.Millisecond}) // one replica: nothing to wait for
@@ -180,7 +183,7 @@ func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
 
 // resolveSpec fills the spec's defaults against the model (whose
 // tokenizer must load too).
-func resolveSpec(spec shard.Spec) (shard.Spec, error) {
+func resolveSpec(spec job.Spec) (job.Spec, error) {
 	l, err := openModel(spec.Model, spec.Tokenizer, false)
 	if err != nil {
 		return spec, err
@@ -191,7 +194,7 @@ func resolveSpec(spec shard.Spec) (shard.Spec, error) {
 
 // completeSpec resolves the window length against the model's context and
 // fills and checks the rest of the spec.
-func completeSpec(spec shard.Spec, c *model.Config) (shard.Spec, error) {
+func completeSpec(spec job.Spec, c *model.Config) (job.Spec, error) {
 	var err error
 	if spec.Seqlen, err = windowLength(spec.Seqlen, c); err != nil {
 		return spec, err
@@ -216,14 +219,14 @@ func startShards(ctx context.Context, nf natsFlags, n int, log *slog.Logger) (fu
 			stop()
 			return nil, err
 		}
-		srv, err := shard.Serve(ctx, conn, subj, id, shard.ServeOptions{Blobs: blobs, Logger: quietLogger()})
+		srv, err := shardrpc.Serve(ctx, conn, subj, id, shardrpc.ServeOptions{Load: shard.Load, Blobs: blobs, Logger: quietLogger()})
 		if err != nil {
 			conn.Close()
 			stop()
 			return nil, err
 		}
 		stops = append(stops, func() { srv.Close(); conn.Close() })
-		go shard.Register(ctx, conn, subj, id, "in-process")
+		go shardrpc.Register(ctx, conn, subj, id, "in-process")
 	}
 	return stop, nil
 }

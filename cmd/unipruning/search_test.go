@@ -16,14 +16,14 @@ import (
 	"time"
 
 	"github.com/unipruning/unipruning/internal/shareddata"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune/gammastore"
-	"github.com/unipruning/unipruning/shard"
 )
 
 // smallSpec is a quick search on the real stories260K model.
-func smallSpec(t *testing.T, mode string) shard.Spec {
-	return shard.Spec{
+func smallSpec(t *testing.T, mode string) job.Spec {
+	return job.Spec{
 		Model:       shareddata.Path(t, "models/stories260K/stories260K.bin"),
 		Tokenizer:   shareddata.Path(t, "models/stories260K/tok512.bin"),
 		CalibPath:   shareddata.Path(t, "text/tinystories/TinyStories-train-head-944K.txt"),
@@ -31,7 +31,7 @@ func smallSpec(t *testing.T, mode string) shard.Spec {
 	}
 }
 
-func search(t *testing.T, spec shard.Spec, shards int) string {
+func search(t *testing.T, spec job.Spec, shards int) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "run")
 	if _, err := runSearch(context.Background(), searchFlags{spec: spec, out: out, shards: shards}); err != nil {
@@ -108,7 +108,7 @@ func sameBits(a, b []float32) bool {
 // TestSearchDeterministic: two identical searches give bitwise-identical
 // Γ, and so does the same search spread over 3 shards.
 func TestSearchDeterministic(t *testing.T) {
-	for _, mode := range []string{shard.ModeGlobal, shard.ModeFrozen, shard.ModeReference} {
+	for _, mode := range []string{job.ModeGlobal, job.ModeFrozen, job.ModeReference} {
 		t.Run(mode, func(t *testing.T) {
 			spec := smallSpec(t, mode)
 			a, b := search(t, spec, 1), search(t, spec, 1)
@@ -126,7 +126,7 @@ func TestSearchKillResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	spec := smallSpec(t, shard.ModeGlobal)
+	spec := smallSpec(t, job.ModeGlobal)
 	spec.Steps, spec.CheckpointEvery = 24, 4
 	ref := search(t, spec, 2)
 	bin := buildBinary(t)

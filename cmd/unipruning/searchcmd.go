@@ -13,16 +13,18 @@ import (
 
 	"github.com/unipruning/unipruning/coordinator"
 	"github.com/unipruning/unipruning/eval"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune/gammastore"
 	"github.com/unipruning/unipruning/report"
 	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/shardrpc"
 	"github.com/unipruning/unipruning/transport"
 )
 
 type searchFlags struct {
-	spec          shard.Spec
+	spec          job.Spec
 	out           string
 	shards        int
 	resume, force bool
@@ -34,7 +36,7 @@ func (f *searchFlags) register(cmd *cobra.Command) {
 	s := &f.spec
 	fl.StringVar(&s.Model, "model", "", "model: HF directory or llama2.c .bin file (required)")
 	fl.StringVar(&s.Tokenizer, "tokenizer", "", "tokenizer file when it is not in the model directory")
-	fl.StringVar(&s.Mode, "mode", shard.ModeGlobal, "reference (AdamW + per-matrix λ-quantile, as the released code), global (AdamW + one model-wide threshold) or frozen (no weight update, forward only, model-wide threshold)")
+	fl.StringVar(&s.Mode, "mode", job.ModeGlobal, "reference (AdamW + per-matrix λ-quantile, as the released code), global (AdamW + one model-wide threshold) or frozen (no weight update, forward only, model-wide threshold)")
 	fl.StringVar(&s.Metric, "metric", "stochria", "local saliency metric S(W): stochria (released code), ria, wanda or magnitude")
 	fl.Float64Var(&s.Kappa, "kappa", 0.01, "mirror-descent step κ in z ← z + κ(S − Γ)")
 	fl.Float64Var(&s.Lambda, "lambda", 0.001, "threshold budget λ: the fraction of weights whose |z| falls below τ each step")
@@ -147,10 +149,7 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 	if err := writeJSONFile(filepath.Join(f.out, "spec.json"), spec); err != nil {
 		return nil, err
 	}
-	shards, closeAll, err := localShards(spec, parts, blobs)
-	if err != nil {
-		return nil, err
-	}
+	shards, closeAll := localShards(parts, blobs)
 	defer closeAll()
 	man, err := driveSearch(ctx, spec, shards, ledger, ck)
 	if err != nil {
@@ -167,31 +166,23 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 	return man, nil
 }
 
-// localShards builds in-process workers connected by channel pipes.
-func localShards(spec shard.Spec, parts []nn.Part, blobs shard.BlobStore) ([]shard.API, func(), error) {
-	pipes := shard.LocalPipes(len(parts))
-	var workers []*shard.Worker
-	closeAll := func() {
-		for _, w := range workers {
-			w.Close()
+// localShards builds in-process shards connected by channel pipes.
+func localShards(parts []nn.Part, blobs shardrpc.BlobStore) ([]shardrpc.API, func()) {
+	chain := shard.LocalChain(parts, blobs)
+	apis := make([]shardrpc.API, len(chain))
+	for i, l := range chain {
+		apis[i] = l
+	}
+	return apis, func() {
+		for _, l := range chain {
+			l.Close()
 		}
 	}
-	var apis []shard.API
-	for i, p := range parts {
-		w, err := shard.NewWorker(spec, p, pipes[i])
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		workers = append(workers, w)
-		apis = append(apis, &shard.Local{Name: fmt.Sprintf("shard-%d", i), W: w, Blobs: blobs})
-	}
-	return apis, closeAll, nil
 }
 
 // driveSearch runs the step loop with a progress bar and returns the
 // manifest (parts are filled in by writeGamma).
-func driveSearch(ctx context.Context, spec shard.Spec, shards []shard.API, ledger coordinator.Ledger, ck *model.Checkpoint) (*gammastore.Manifest, error) {
+func driveSearch(ctx context.Context, spec job.Spec, shards []shardrpc.API, ledger coordinator.Ledger, ck *model.Checkpoint) (*gammastore.Manifest, error) {
 	bar := newProgress(spec.Steps, "search "+spec.Mode)
 	d := &coordinator.Driver{Spec: spec, Shards: shards, Ledger: ledger, OnStep: stepPrinter(bar)}
 	refs, err := d.Run(ctx)
@@ -220,7 +211,7 @@ func stepPrinter(bar *progress) func(coordinator.StepInfo) {
 }
 
 // gammaManifest describes a finished search for its Γ store.
-func gammaManifest(spec shard.Spec, ck *model.Checkpoint, steps map[int]coordinator.StepFacts, refs []shard.Ref, resumed int) (*gammastore.Manifest, error) {
+func gammaManifest(spec job.Spec, ck *model.Checkpoint, steps map[int]coordinator.StepFacts, refs []job.Ref, resumed int) (*gammastore.Manifest, error) {
 	fp, err := gammastore.Fingerprint(ck)
 	if err != nil {
 		return nil, err
@@ -244,7 +235,7 @@ func gammaManifest(spec shard.Spec, ck *model.Checkpoint, steps map[int]coordina
 }
 
 // writeGamma fetches every shard's Γ part and writes the Γ store.
-func writeGamma(ctx context.Context, out string, man *gammastore.Manifest, parts []nn.Part, blobs shard.BlobStore) error {
+func writeGamma(ctx context.Context, out string, man *gammastore.Manifest, parts []nn.Part, blobs shardrpc.BlobStore) error {
 	images := make([][]byte, len(parts))
 	ranges := make([][2]int, len(parts))
 	for i, p := range parts {

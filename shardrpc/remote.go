@@ -1,4 +1,4 @@
-package shard
+package shardrpc
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/unipruning/unipruning/job"
+	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/transport"
 )
@@ -59,7 +61,7 @@ type Remote struct {
 	subject string
 	subjErr error // an invalid id, reported by every call
 	id      string
-	part    Part
+	part    nn.Part
 	opts    CallOptions
 	epoch   uint64
 	session string // prefix of envelope IDs, random per Remote
@@ -80,7 +82,7 @@ var _ API = (*Remote)(nil)
 // NewRemote returns a client for shard id, which owns (or is to be
 // assigned) part, at epoch. Subject errors (an invalid id) surface on the
 // first call.
-func NewRemote(conn *transport.Conn, subj transport.Subjects, id string, part Part, epoch uint64, opts CallOptions) *Remote {
+func NewRemote(conn *transport.Conn, subj transport.Subjects, id string, part nn.Part, epoch uint64, opts CallOptions) *Remote {
 	ctl, err := subj.Control(id)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -93,7 +95,7 @@ func NewRemote(conn *transport.Conn, subj transport.Subjects, id string, part Pa
 func (r *Remote) ID() string { return r.id }
 
 // Part is the part the shard owns.
-func (r *Remote) Part() Part { return r.part }
+func (r *Remote) Part() nn.Part { return r.part }
 
 // Epoch is the epoch the Remote's calls carry.
 func (r *Remote) Epoch() uint64 { return r.epoch }
@@ -111,7 +113,7 @@ func (r *Remote) Stats() map[string]MethodStats {
 
 // Assign gives the shard the Remote's part as stage of stages under the
 // Remote's epoch, loading it if needed, and returns its target count.
-func (r *Remote) Assign(ctx context.Context, spec Spec, stage, stages int) (uint64, error) {
+func (r *Remote) Assign(ctx context.Context, spec job.Spec, stage, stages int) (uint64, error) {
 	var c CountReply
 	err := r.callJSON(ctx, MethodAssign, AssignRequest{Spec: spec, Part: r.part, Stage: stage, Stages: stages}, &c)
 	return c.Count, err
@@ -170,20 +172,20 @@ func (r *Remote) ApplyTau(ctx context.Context, k int, tau float32) error {
 }
 
 // Checkpoint stores the shard state in the blob store.
-func (r *Remote) Checkpoint(ctx context.Context) (Ref, error) {
-	var ref Ref
+func (r *Remote) Checkpoint(ctx context.Context) (job.Ref, error) {
+	var ref job.Ref
 	err := r.callJSON(ctx, MethodCheckpoint, nil, &ref)
 	return ref, err
 }
 
 // Restore loads a stored state.
-func (r *Remote) Restore(ctx context.Context, ref Ref) error {
+func (r *Remote) Restore(ctx context.Context, ref job.Ref) error {
 	return r.callJSON(ctx, MethodRestore, RestoreRequest{Ref: ref}, nil)
 }
 
 // GammaPart stores the shard's Γ part.
-func (r *Remote) GammaPart(ctx context.Context) (Ref, error) {
-	var ref Ref
+func (r *Remote) GammaPart(ctx context.Context) (job.Ref, error) {
+	var ref job.Ref
 	err := r.callJSON(ctx, MethodGamma, nil, &ref)
 	return ref, err
 }

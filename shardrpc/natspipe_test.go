@@ -1,78 +1,26 @@
-package shard_test
+package shardrpc_test
 
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/internal/testnats"
+	"github.com/unipruning/unipruning/shardrpc"
 	"github.com/unipruning/unipruning/transport"
 )
 
 // Helpers shared by the tests of this package.
-
-func startNATS(t testing.TB) *transport.Server {
-	t.Helper()
-	ns, err := transport.StartServer(transport.ServerConfig{Port: -1})
-	if err != nil {
-		t.Fatalf("StartServer: %v", err)
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
-
-func dial(t testing.TB, ns *transport.Server, name string, log *slog.Logger) *transport.Conn {
-	t.Helper()
-	if log == nil {
-		log = quietLogger()
-	}
-	c, err := transport.Connect(transport.Options{URL: ns.ClientURL(), Name: name, Logger: log,
-		ReconnectWait: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
-func quietLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))
-}
-
-// logBuffer collects log output for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
-}
-
-func captureLogger() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo})), b
-}
-
-func testCtx(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
+var (
+	startNATS     = testnats.Start
+	dial          = testnats.Dial
+	quietLogger   = testnats.Quiet
+	captureLogger = testnats.Capture
+	testCtx       = testnats.Ctx
+)
 
 // fastStreams retransmits quickly so a test that drops a pipe recovers in
 // milliseconds.
@@ -80,12 +28,12 @@ var fastStreams = transport.StreamConfig{RetransmitTimeout: 50 * time.Millisecon
 
 // pipes opens the NATS pipes of all stages, each on its own connection
 // (as separate processes would).
-func pipes(t *testing.T, ns *transport.Server, subj transport.Subjects, epoch uint64, stages int) []*shard.NATSPipe {
+func pipes(t *testing.T, ns *transport.Server, subj transport.Subjects, epoch uint64, stages int) []*shardrpc.NATSPipe {
 	t.Helper()
-	ps := make([]*shard.NATSPipe, stages)
+	ps := make([]*shardrpc.NATSPipe, stages)
 	for i := range ps {
 		c := dial(t, ns, "stage", nil)
-		p, err := shard.NewNATSPipe(c, subj, epoch, i, stages, fastStreams)
+		p, err := shardrpc.NewNATSPipe(c, subj, epoch, i, stages, fastStreams)
 		if err != nil {
 			t.Fatalf("NewNATSPipe(stage %d): %v", i, err)
 		}
@@ -164,7 +112,7 @@ func TestNATSPipeEnds(t *testing.T) {
 	if _, err := single.RecvForward(ctx, 1); err == nil {
 		t.Error("single stage RecvForward succeeded")
 	}
-	if _, err := shard.NewNATSPipe(dial(t, ns, "x", nil), transport.Subjects{Job: "x"}, 1, 2, 2, fastStreams); err == nil {
+	if _, err := shardrpc.NewNATSPipe(dial(t, ns, "x", nil), transport.Subjects{Job: "x"}, 1, 2, 2, fastStreams); err == nil {
 		t.Error("stage 2 of 2 accepted")
 	}
 }

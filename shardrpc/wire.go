@@ -1,4 +1,4 @@
-package shard
+package shardrpc
 
 import (
 	"encoding/binary"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/unipruning/unipruning/job"
+	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/transport"
 )
@@ -91,10 +93,10 @@ type Envelope struct {
 // AssignRequest gives a shard its part of a job: stage index among stages
 // (stage 0 embeds, the last computes the loss) fixes its pipe neighbours.
 type AssignRequest struct {
-	Spec   Spec `json:"spec"`
-	Part   Part `json:"part"`
-	Stage  int  `json:"stage"`
-	Stages int  `json:"stages"`
+	Spec   job.Spec `json:"spec"`
+	Part   nn.Part  `json:"part"`
+	Stage  int      `json:"stage"`
+	Stages int      `json:"stages"`
 }
 
 // CountReply carries a count of target weights.
@@ -144,7 +146,7 @@ type ApplyTauRequest struct {
 
 // RestoreRequest loads the checkpoint image Ref from the blob store.
 type RestoreRequest struct {
-	Ref Ref `json:"ref"`
+	Ref job.Ref `json:"ref"`
 }
 
 // CancelRequest aborts the running call with this envelope ID, if any (a
@@ -155,13 +157,13 @@ type CancelRequest struct {
 
 // Status describes a shard; served without waiting for a running call.
 type Status struct {
-	ID     string `json:"id"`
-	Epoch  uint64 `json:"epoch"`
-	Part   Part   `json:"part"`
-	Stage  int    `json:"stage"`
-	Stages int    `json:"stages"`
-	Step   int    `json:"step"` // last step whose Γ is applied
-	Loaded bool   `json:"loaded"`
+	ID     string  `json:"id"`
+	Epoch  uint64  `json:"epoch"`
+	Part   nn.Part `json:"part"`
+	Stage  int     `json:"stage"`
+	Stages int     `json:"stages"`
+	Step   int     `json:"step"` // last step whose Γ is applied
+	Loaded bool    `json:"loaded"`
 	// Running is the method of the call in progress ("" when idle).
 	Running string `json:"running,omitempty"`
 }

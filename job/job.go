@@ -1,18 +1,16 @@
-package coordinator
+package job
 
 import (
 	"encoding/json"
 	"fmt"
-
-	"github.com/unipruning/unipruning/shard"
 )
 
 // Job is what a cluster runs: a search spec spread over Shards shards.
 // It is the opaque spec stored in Raft (consensus.JobSpec.Spec).
 type Job struct {
-	ID     string     `json:"id"`
-	Spec   shard.Spec `json:"spec"`
-	Shards int        `json:"shards"`
+	ID     string `json:"id"`
+	Spec   Spec   `json:"spec"`
+	Shards int    `json:"shards"`
 }
 
 // Validate checks the job.
@@ -27,8 +25,8 @@ func (j *Job) Validate() error {
 	return j.Spec.Validate()
 }
 
-// ParseJob reads a job from JSON.
-func ParseJob(b []byte) (*Job, error) {
+// Parse reads a job from JSON.
+func Parse(b []byte) (*Job, error) {
 	var j Job
 	if err := json.Unmarshal(b, &j); err != nil {
 		return nil, fmt.Errorf("job: %w", err)

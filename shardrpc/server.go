@@ -1,4 +1,4 @@
-package shard
+package shardrpc
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/transport"
 )
@@ -26,8 +27,8 @@ type ServeOptions struct {
 	// HeartbeatEvery is the heartbeat period; default 200 ms, negative: no
 	// heartbeats.
 	HeartbeatEvery time.Duration
-	// LoadHook, when set, replaces NewWorker (tests: count or fail loads).
-	LoadHook func(spec Spec, part Part, pipe Pipe) (*Worker, error)
+	// Load makes the worker of an assigned part (shard.Load); required.
+	Load Loader
 	// BeforeCall, when set, runs before every locked method executes, under
 	// the operation lock (tests: count executions, inject delays).
 	BeforeCall func(method string)
@@ -73,7 +74,7 @@ type Server struct {
 	stopHandle, stopBeat func()
 
 	// Guarded by sem.
-	wk       *Worker
+	wk       Worker
 	specHash string
 	records  map[string]callRecord
 	hist     []uint64
@@ -82,7 +83,7 @@ type Server struct {
 	mu     sync.Mutex // guards what status reads without the operation lock
 	epoch  uint64
 	fence  uint64 // highest epoch an assign announced, possibly still queued
-	part   Part
+	part   nn.Part
 	stage  int
 	stages int
 	step   int
@@ -111,6 +112,9 @@ type callRecord struct {
 // until ctx ends or Close is called. The shard holds no part until the
 // coordinator assigns one; call Register to announce it.
 func Serve(ctx context.Context, conn *transport.Conn, subj transport.Subjects, id string, opts ServeOptions) (*Server, error) {
+	if opts.Load == nil {
+		return nil, fmt.Errorf("shard %s: no worker loader configured", id)
+	}
 	ctl, err := subj.Control(id)
 	if err != nil {
 		return nil, err
@@ -481,7 +485,7 @@ func (s *Server) install(a AssignRequest, hash string, epoch uint64, keep bool) 
 		return err
 	}
 	if keep {
-		s.wk.setPipe(pipe)
+		s.wk.SetPipe(pipe)
 	} else if err := s.load(a, hash, pipe); err != nil {
 		pipe.Close()
 		return err
@@ -492,12 +496,8 @@ func (s *Server) install(a AssignRequest, hash string, epoch uint64, keep bool) 
 }
 
 func (s *Server) load(a AssignRequest, hash string, pipe Pipe) error {
-	newWorker := NewWorker
-	if s.opts.LoadHook != nil {
-		newWorker = s.opts.LoadHook
-	}
 	start := time.Now()
-	wk, err := newWorker(a.Spec, a.Part, pipe)
+	wk, err := s.opts.Load(a.Spec, a.Part, pipe)
 	if err != nil {
 		return fmt.Errorf("load part %+v: %w", a.Part, err)
 	}
@@ -571,29 +571,23 @@ func (s *Server) doApplyTau(ctx context.Context, env *Envelope) ([]byte, error) 
 	return []byte("{}"), nil
 }
 
-// local is the in-process adapter over this server's worker, so that
-// checkpoints and restores take one code path in process and over NATS.
-func (s *Server) local() (*Local, error) {
-	if s.opts.Blobs == nil {
-		return nil, fmt.Errorf("shard %s has no blob store configured", s.id)
-	}
-	return &Local{Name: s.id, W: s.wk, Blobs: s.opts.Blobs}, nil
-}
-
 func (s *Server) doCheckpoint(ctx context.Context, env *Envelope) ([]byte, error) {
-	return s.storeImage(ctx, (*Local).Checkpoint)
+	return s.storeImage(ctx, s.wk.Checkpoint)
 }
 
 func (s *Server) doGamma(ctx context.Context, env *Envelope) ([]byte, error) {
-	return s.storeImage(ctx, (*Local).GammaPart)
+	return s.storeImage(ctx, s.wk.GammaPart)
 }
 
-func (s *Server) storeImage(ctx context.Context, store func(*Local, context.Context) (Ref, error)) ([]byte, error) {
-	l, err := s.local()
+func (s *Server) storeImage(ctx context.Context, image func() ([]byte, error)) ([]byte, error) {
+	if s.opts.Blobs == nil {
+		return nil, fmt.Errorf("shard %s has no blob store configured", s.id)
+	}
+	img, err := image()
 	if err != nil {
 		return nil, err
 	}
-	ref, err := store(l, ctx)
+	ref, err := PutImage(ctx, s.opts.Blobs, img)
 	if err != nil {
 		return nil, err
 	}
@@ -617,12 +611,15 @@ func (s *Server) doRestore(ctx context.Context, env *Envelope) ([]byte, error) {
 			return nil, fmt.Errorf("reset: %w", err)
 		}
 	} else {
-		l, err := s.local()
-		if err != nil {
-			return nil, err
+		if s.opts.Blobs == nil {
+			return nil, fmt.Errorf("shard %s has no blob store configured", s.id)
 		}
 		s.dropStepRecords()
-		if err := l.Restore(ctx, r.Ref); err != nil {
+		img, err := FetchImage(ctx, s.opts.Blobs, r.Ref)
+		if err == nil {
+			err = s.wk.Restore(img)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("restore %.12s: %w", r.Ref.Key, err)
 		}
 	}

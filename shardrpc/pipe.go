@@ -1,4 +1,4 @@
-package shard
+package shardrpc
 
 import (
 	"context"

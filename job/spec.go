@@ -1,10 +1,10 @@
-// Package shard is the search-stage worker (DESIGN §3.1): it owns a
-// contiguous range of decoder layers (the first shard also the embedding,
-// the last also the final norm and LM head), keeps their weights, Adam
-// moments and mirror-descent state, runs forward/backward for them, answers
-// threshold histogram queries and writes checkpoints. The same Worker runs
-// in one process (driven directly) and in a cluster (driven over NATS).
-package shard
+// Package job is the vocabulary of a UniPruning search job shared by every
+// process that takes part in it: the spec that determines Γ, the cluster
+// job around it, and the small facts recorded while it runs (per-step
+// scalars, checkpoint manifests, references to stored images). It holds
+// types only, so the coordinator, the Raft state machine, the shard worker
+// and the Γ store agree on one definition of each fact.
+package job
 
 import (
 	"crypto/sha256"
