@@ -5,6 +5,8 @@ import (
 	"maps"
 	"math"
 	"slices"
+
+	"github.com/unipruning/unipruning/job"
 )
 
 func (s *State) beginStep(p BeginStep) error {
@@ -20,14 +22,14 @@ func (s *State) beginStep(p BeginStep) error {
 	case p.Sample < 0:
 		return invalid(TypeBeginStep, "sample %d", p.Sample)
 	}
-	s.Steps[p.Step] = StepFacts{LR: p.LR, Sample: p.Sample}
+	s.Steps[p.Step] = StepRecord{StepFacts: job.StepFacts{LR: p.LR}, Sample: p.Sample}
 	s.Step = p.Step
 	return nil
 }
 
 // begun returns the facts of step k, which must have begun (and not been
 // rolled back).
-func (s *State) begun(typ string, k int) (StepFacts, error) {
+func (s *State) begun(typ string, k int) (StepRecord, error) {
 	f, ok := s.Steps[k]
 	if !ok {
 		return f, invalid(typ, "step %d has not begun (last begun: %d)", k, s.Step)
@@ -36,20 +38,20 @@ func (s *State) begun(typ string, k int) (StepFacts, error) {
 }
 
 func (s *State) commitGradNorm(p CommitGradNorm) error {
-	return s.commitScalar(TypeCommitGradNorm, p.Step, p.Norm, func(f *StepFacts) **float64 { return &f.GradNorm })
+	return s.commitScalar(TypeCommitGradNorm, p.Step, p.Norm, func(f *StepRecord) **float64 { return &f.GradNorm })
 }
 
 func (s *State) commitLoss(p CommitLoss) error {
-	return s.commitScalar(TypeCommitLoss, p.Step, p.Loss, func(f *StepFacts) **float64 { return &f.Loss })
+	return s.commitScalar(TypeCommitLoss, p.Step, p.Loss, func(f *StepRecord) **float64 { return &f.Loss })
 }
 
 func (s *State) commitTau(p CommitTau) error {
-	return s.commitScalar(TypeCommitTau, p.Step, p.Tau, func(f *StepFacts) **float64 { return &f.Tau })
+	return s.commitScalar(TypeCommitTau, p.Step, p.Tau, func(f *StepRecord) **float64 { return &f.Tau })
 }
 
 // commitScalar records one of a begun step's replicated scalars, the one
 // slot picks.
-func (s *State) commitScalar(typ string, k int, v float64, slot func(*StepFacts) **float64) error {
+func (s *State) commitScalar(typ string, k int, v float64, slot func(*StepRecord) **float64) error {
 	f, err := s.begun(typ, k)
 	if err != nil {
 		return err
@@ -110,7 +112,7 @@ func (s *State) recordCheckpoint(p RecordCheckpoint) error {
 		return fmt.Errorf("%w: %s: shard %q already has a different checkpoint at step %d", ErrConflict, TypeRecordCheckpoint, m.Shard, m.Step)
 	}
 	if byShard == nil {
-		byShard = map[string]Manifest{}
+		byShard = map[string]job.Checkpoint{}
 		s.Checkpoints[m.Step] = byShard
 	}
 	byShard[m.Shard] = m
@@ -119,7 +121,7 @@ func (s *State) recordCheckpoint(p RecordCheckpoint) error {
 
 // validateManifest checks a manifest against the current assignment: the
 // shard must own exactly the layers it claims to have saved.
-func (s *State) validateManifest(m Manifest) error {
+func (s *State) validateManifest(m job.Checkpoint) error {
 	const typ = TypeRecordCheckpoint
 	if m.Step < 1 || m.Step > s.Step {
 		return invalid(typ, "step %d outside [1,%d]", m.Step, s.Step)
@@ -151,8 +153,8 @@ func (s *State) rollback(epoch uint64, p Rollback) error {
 	case p.ToStep > 0 && len(s.Checkpoints[p.ToStep]) == 0:
 		return invalid(typ, "no checkpoint at step %d", p.ToStep)
 	}
-	maps.DeleteFunc(s.Steps, func(k int, _ StepFacts) bool { return k > p.ToStep })
-	maps.DeleteFunc(s.Checkpoints, func(k int, _ map[string]Manifest) bool { return k > p.ToStep })
+	maps.DeleteFunc(s.Steps, func(k int, _ StepRecord) bool { return k > p.ToStep })
+	maps.DeleteFunc(s.Checkpoints, func(k int, _ map[string]job.Checkpoint) bool { return k > p.ToStep })
 	s.RolledBack = append(s.RolledBack, RollbackRecord{FromStep: s.Step, ToStep: p.ToStep, Epoch: p.Epoch, Reason: p.Reason})
 	s.Step = p.ToStep
 	return nil

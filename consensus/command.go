@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/unipruning/unipruning/job"
 )
 
 // SchemaVersion is the command envelope version this build understands. A
@@ -126,7 +128,7 @@ type (
 		Shard string `json:"shard"`
 	}
 	RecordCheckpoint struct {
-		Manifest Manifest `json:"manifest"`
+		Manifest job.Checkpoint `json:"manifest"`
 	}
 	Rollback struct {
 		ToStep int    `json:"to_step"`
@@ -218,7 +220,7 @@ func NewAckStep(id string, epoch uint64, step int, shard string) (Command, error
 }
 
 // NewRecordCheckpoint records a shard's checkpoint manifest.
-func NewRecordCheckpoint(id string, epoch uint64, m Manifest) (Command, error) {
+func NewRecordCheckpoint(id string, epoch uint64, m job.Checkpoint) (Command, error) {
 	return NewCommand(id, epoch, RecordCheckpoint{Manifest: m})
 }
 

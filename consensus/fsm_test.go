@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
+	"github.com/unipruning/unipruning/job"
 )
 
 // fsmHarness applies commands at increasing log indices.
@@ -95,12 +96,12 @@ func (h *fsmHarness) setup() {
 	h.ok(NewAssign(h.id(), twoShards(1)))
 }
 
-func manifest(step int, shard string) Manifest {
+func manifest(step int, shard string) job.Checkpoint {
 	layers := [2]int{0, 4}
 	if shard == "s1" {
 		layers = [2]int{4, 8}
 	}
-	return Manifest{Step: step, Shard: shard, Layers: layers, Key: fmt.Sprintf("ckpt/%d/%s", step, shard), SHA256: hexA, Bytes: 100}
+	return job.Checkpoint{Step: step, Shard: shard, Layers: layers, Ref: job.Ref{Key: fmt.Sprintf("ckpt/%d/%s", step, shard), SHA256: hexA, Bytes: 100}}
 }
 
 func TestSubmitJob(t *testing.T) {
@@ -309,14 +310,14 @@ func TestRecordCheckpoint(t *testing.T) {
 	changed := manifest(1, "s0")
 	changed.Key = "elsewhere"
 	h.reject(ErrConflict, h.cmd(NewRecordCheckpoint(h.id(), 1, changed)))
-	bad := map[string]func(*Manifest){
-		"future step":  func(m *Manifest) { m.Step = 2 },
-		"step 0":       func(m *Manifest) { m.Step = 0 },
-		"unassigned":   func(m *Manifest) { m.Shard = "s2" },
-		"wrong layers": func(m *Manifest) { m.Layers = [2]int{0, 3} },
-		"no key":       func(m *Manifest) { m.Key = "" },
-		"bad sha":      func(m *Manifest) { m.SHA256 = "abc" },
-		"neg bytes":    func(m *Manifest) { m.Bytes = -1 },
+	bad := map[string]func(*job.Checkpoint){
+		"future step":  func(m *job.Checkpoint) { m.Step = 2 },
+		"step 0":       func(m *job.Checkpoint) { m.Step = 0 },
+		"unassigned":   func(m *job.Checkpoint) { m.Shard = "s2" },
+		"wrong layers": func(m *job.Checkpoint) { m.Layers = [2]int{0, 3} },
+		"no key":       func(m *job.Checkpoint) { m.Key = "" },
+		"bad sha":      func(m *job.Checkpoint) { m.SHA256 = "abc" },
+		"neg bytes":    func(m *job.Checkpoint) { m.Bytes = -1 },
 	}
 	for name, edit := range bad {
 		m := manifest(1, "s1")
@@ -393,9 +394,9 @@ func TestLatestCommonCheckpoint(t *testing.T) {
 	if _, ok := st.LatestCommonCheckpoint([]string{"a"}); ok {
 		t.Fatal("found a checkpoint in an empty state")
 	}
-	st.Checkpoints[2] = map[string]Manifest{"a": {}, "b": {}}
-	st.Checkpoints[3] = map[string]Manifest{"a": {}}
-	st.Checkpoints[5] = map[string]Manifest{"b": {}, "c": {}}
+	st.Checkpoints[2] = map[string]job.Checkpoint{"a": {}, "b": {}}
+	st.Checkpoints[3] = map[string]job.Checkpoint{"a": {}}
+	st.Checkpoints[5] = map[string]job.Checkpoint{"b": {}, "c": {}}
 	cases := []struct {
 		shards []string
 		step   int
@@ -584,7 +585,7 @@ func TestStateIsDeepCopy(t *testing.T) {
 	st.Assignment.Ranges[0].Shard = "mut"
 	*st.Steps[1].GradNorm = 99
 	st.Steps[1].Done[0] = "mut"
-	st.Checkpoints[1]["s0"] = Manifest{}
+	st.Checkpoints[1]["s0"] = job.Checkpoint{}
 	st.Results["x"] = "y"
 	fresh := h.f.State()
 	if string(fresh.Job.Spec) != `{"model":"m"}` || fresh.Members["s0"].ID != "s0" ||

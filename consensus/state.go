@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+
+	"github.com/unipruning/unipruning/job"
 )
 
 // Job statuses stored in State.Status.
@@ -54,25 +56,12 @@ type Assignment struct {
 	Ranges []Range `json:"ranges"`
 }
 
-// StepFacts are the replicated scalars of one search step.
-type StepFacts struct {
-	LR       float64  `json:"lr"`
-	Sample   int      `json:"sample"`
-	GradNorm *float64 `json:"grad_norm,omitempty"`
-	Tau      *float64 `json:"tau,omitempty"`
-	Loss     *float64 `json:"loss,omitempty"`
-	Done     []string `json:"done,omitempty"` // shard IDs that acked, sorted
-}
-
-// Manifest describes one shard's checkpoint at one step; the blob itself lives
-// in the blob store under Key.
-type Manifest struct {
-	Step   int    `json:"step"`
-	Shard  string `json:"shard"`
-	Layers [2]int `json:"layers"` // [From, To)
-	Key    string `json:"key"`
-	SHA256 string `json:"sha256"`
-	Bytes  int64  `json:"bytes"`
+// StepRecord is the replicated record of one search step: its facts, the
+// calibration sample it uses and the shards that acknowledged it.
+type StepRecord struct {
+	job.StepFacts
+	Sample int      `json:"sample"`
+	Done   []string `json:"done,omitempty"` // shard IDs that acked, sorted
 }
 
 // RollbackRecord is one entry of the rollback history.
@@ -86,16 +75,16 @@ type RollbackRecord struct {
 // State is the replicated state machine's data. Node.State and FSM.State
 // return deep copies, so callers may keep and modify them freely.
 type State struct {
-	Job         *JobSpec                    `json:"job"`
-	Members     map[string]Member           `json:"members"`
-	Assignment  Assignment                  `json:"assignment"`
-	Step        int                         `json:"step"` // last step begun, 0 = none
-	Steps       map[int]StepFacts           `json:"steps"`
-	Checkpoints map[int]map[string]Manifest `json:"checkpoints"`
-	RolledBack  []RollbackRecord            `json:"rolled_back"`
-	Status      string                      `json:"status"`
-	Error       string                      `json:"error"`
-	Results     map[string]string           `json:"results"`
+	Job         *JobSpec                          `json:"job"`
+	Members     map[string]Member                 `json:"members"`
+	Assignment  Assignment                        `json:"assignment"`
+	Step        int                               `json:"step"` // last step begun, 0 = none
+	Steps       map[int]StepRecord                `json:"steps"`
+	Checkpoints map[int]map[string]job.Checkpoint `json:"checkpoints"`
+	RolledBack  []RollbackRecord                  `json:"rolled_back"`
+	Status      string                            `json:"status"`
+	Error       string                            `json:"error"`
+	Results     map[string]string                 `json:"results"`
 }
 
 // newState returns an empty state with all maps allocated, so a fresh state
@@ -112,10 +101,10 @@ func (s *State) normalize() {
 		s.Members = map[string]Member{}
 	}
 	if s.Steps == nil {
-		s.Steps = map[int]StepFacts{}
+		s.Steps = map[int]StepRecord{}
 	}
 	if s.Checkpoints == nil {
-		s.Checkpoints = map[int]map[string]Manifest{}
+		s.Checkpoints = map[int]map[string]job.Checkpoint{}
 	}
 	if s.Results == nil {
 		s.Results = map[string]string{}
@@ -133,13 +122,13 @@ func (s State) Clone() State {
 	c.Members = maps.Clone(s.Members)
 	c.Assignment.Ranges = slices.Clone(s.Assignment.Ranges)
 	if s.Steps != nil {
-		c.Steps = make(map[int]StepFacts, len(s.Steps))
+		c.Steps = make(map[int]StepRecord, len(s.Steps))
 		for k, f := range s.Steps {
 			c.Steps[k] = f.clone()
 		}
 	}
 	if s.Checkpoints != nil {
-		c.Checkpoints = make(map[int]map[string]Manifest, len(s.Checkpoints))
+		c.Checkpoints = make(map[int]map[string]job.Checkpoint, len(s.Checkpoints))
 		for k, m := range s.Checkpoints {
 			c.Checkpoints[k] = maps.Clone(m)
 		}
@@ -149,20 +138,9 @@ func (s State) Clone() State {
 	return c
 }
 
-func (f StepFacts) clone() StepFacts {
+func (f StepRecord) clone() StepRecord {
 	c := f
-	if f.GradNorm != nil {
-		v := *f.GradNorm
-		c.GradNorm = &v
-	}
-	if f.Tau != nil {
-		v := *f.Tau
-		c.Tau = &v
-	}
-	if f.Loss != nil {
-		v := *f.Loss
-		c.Loss = &v
-	}
+	c.StepFacts = f.StepFacts.Clone()
 	c.Done = slices.Clone(f.Done)
 	return c
 }

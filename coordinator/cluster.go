@@ -29,7 +29,7 @@ type NodeConfig struct {
 	Job *job.Job
 	// Finish writes the Γ store when the search completes (on the leader)
 	// and returns facts to record in Raft (e.g. the manifest's blob key).
-	Finish           func(ctx context.Context, spec job.Spec, refs []job.Ref, parts []nn.Part, steps map[int]StepFacts) (map[string]string, error)
+	Finish           func(ctx context.Context, spec job.Spec, refs []job.Ref, parts []nn.Part, steps map[int]job.StepFacts) (map[string]string, error)
 	HeartbeatTimeout time.Duration
 	// MaxFailures consecutive failed attempts with the same error mark the
 	// job failed (0: 5). Attempts back off exponentially up to 10 s.

@@ -48,9 +48,9 @@ func TestFileLedger(t *testing.T) {
 			t.Fatal(err)
 		}
 		if k%2 == 0 {
-			l.RecordCheckpoint(ctx, Manifest{Step: k, Shard: "s0", From: 0, To: 2, Ref: job.Ref{Key: "a"}})
+			l.RecordCheckpoint(ctx, job.Checkpoint{Step: k, Shard: "s0", Layers: [2]int{0, 2}, Ref: job.Ref{Key: "a"}})
 			if k < 6 { // the second range misses step 6
-				l.RecordCheckpoint(ctx, Manifest{Step: k, Shard: "s1", From: 2, To: 5, Ref: job.Ref{Key: "b"}})
+				l.RecordCheckpoint(ctx, job.Checkpoint{Step: k, Shard: "s1", Layers: [2]int{2, 5}, Ref: job.Ref{Key: "b"}})
 			}
 		}
 	}

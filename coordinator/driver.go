@@ -128,7 +128,7 @@ func (d *Driver) step(ctx context.Context, k int, lr float64) error {
 	if err != nil {
 		return err
 	}
-	facts := StepFacts{LR: lr}
+	facts := job.StepFacts{LR: lr}
 	last := results[len(results)-1]
 	loss := last.Loss / float64(max(1, last.Count))
 	facts.Loss = &loss
@@ -222,7 +222,7 @@ func (d *Driver) checkpoint(ctx context.Context, k int) error {
 			return err
 		}
 		p := s.Part()
-		return d.Ledger.RecordCheckpoint(ctx, Manifest{Step: k, Shard: s.ID(), From: p.From, To: p.To, Ref: ref})
+		return d.Ledger.RecordCheckpoint(ctx, job.Checkpoint{Step: k, Shard: s.ID(), Layers: [2]int{p.From, p.To}, Ref: ref})
 	})
 }
 

@@ -11,36 +11,19 @@ import (
 	"github.com/unipruning/unipruning/job"
 )
 
-// Manifest records one shard's checkpoint of one step.
-type Manifest struct {
-	Step  int     `json:"step"`
-	Shard string  `json:"shard"`
-	From  int     `json:"from"`
-	To    int     `json:"to"`
-	Ref   job.Ref `json:"ref"`
-}
-
-// StepFacts are the small per-step facts the leader commits.
-type StepFacts struct {
-	LR       float64  `json:"lr"`
-	GradNorm *float64 `json:"grad_norm,omitempty"`
-	Tau      *float64 `json:"tau,omitempty"`
-	Loss     *float64 `json:"loss,omitempty"`
-}
-
 // Ledger is the job's source of truth: Raft in a cluster, a JSON file in
 // one process. Only small facts go in; tensors stay in the blob store.
 type Ledger interface {
 	BeginStep(ctx context.Context, k int, lr float64) error
-	CommitStep(ctx context.Context, k int, f StepFacts) error
-	RecordCheckpoint(ctx context.Context, m Manifest) error
+	CommitStep(ctx context.Context, k int, f job.StepFacts) error
+	RecordCheckpoint(ctx context.Context, m job.Checkpoint) error
 	// LatestCommon returns the newest step for which every layer range
 	// has a checkpoint, with the manifests by range (0 and nil when there is
 	// none). Ranges, not shard IDs, key checkpoints: a replacement shard
 	// restores the checkpoint of the shard whose layers it took over.
-	LatestCommon(ranges [][2]int) (int, map[[2]int]Manifest)
+	LatestCommon(ranges [][2]int) (int, map[[2]int]job.Checkpoint)
 	Rollback(ctx context.Context, toStep int, reason string) error
-	Steps() map[int]StepFacts
+	Steps() map[int]job.StepFacts
 	SetResult(ctx context.Context, key, value string) error
 }
 
@@ -53,19 +36,24 @@ type FileLedger struct {
 	state fileState
 }
 
+// ledgerFormat versions the ledger file: 2 stores checkpoint manifests as
+// job.Checkpoint (the Raft log's form); format 1 files are refused.
+const ledgerFormat = 2
+
 type fileState struct {
-	SpecHash    string                      `json:"spec_hash"`
-	Step        int                         `json:"step"`
-	StepFacts   map[int]StepFacts           `json:"steps"`
-	Checkpoints map[int]map[string]Manifest `json:"checkpoints"`
-	Results     map[string]string           `json:"results"`
+	Format      int                               `json:"format"`
+	SpecHash    string                            `json:"spec_hash"`
+	Step        int                               `json:"step"`
+	StepFacts   map[int]job.StepFacts             `json:"steps"`
+	Checkpoints map[int]map[string]job.Checkpoint `json:"checkpoints"`
+	Results     map[string]string                 `json:"results"`
 }
 
 // OpenFileLedger loads path if it exists (for resume) or starts empty. A
 // ledger of another job (different spec hash) is refused.
 func OpenFileLedger(path, specHash string) (*FileLedger, error) {
-	l := &FileLedger{Path: path, state: fileState{SpecHash: specHash, StepFacts: map[int]StepFacts{},
-		Checkpoints: map[int]map[string]Manifest{}, Results: map[string]string{}}}
+	l := &FileLedger{Path: path, state: fileState{Format: ledgerFormat, SpecHash: specHash, StepFacts: map[int]job.StepFacts{},
+		Checkpoints: map[int]map[string]job.Checkpoint{}, Results: map[string]string{}}}
 	if path == "" {
 		return l, nil
 	}
@@ -80,14 +68,17 @@ func OpenFileLedger(path, specHash string) (*FileLedger, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if st.Format != ledgerFormat {
+		return nil, fmt.Errorf("%s was written by an older unipruning (ledger format %d, this build reads %d): start the search afresh", path, st.Format, ledgerFormat)
+	}
 	if st.SpecHash != specHash {
 		return nil, fmt.Errorf("%s belongs to a search with different settings (spec %.12s, now %.12s): use a new run directory", path, st.SpecHash, specHash)
 	}
 	if st.StepFacts == nil {
-		st.StepFacts = map[int]StepFacts{}
+		st.StepFacts = map[int]job.StepFacts{}
 	}
 	if st.Checkpoints == nil {
-		st.Checkpoints = map[int]map[string]Manifest{}
+		st.Checkpoints = map[int]map[string]job.Checkpoint{}
 	}
 	if st.Results == nil {
 		st.Results = map[string]string{}
@@ -119,12 +110,12 @@ func (l *FileLedger) BeginStep(ctx context.Context, k int, lr float64) error {
 		return fmt.Errorf("ledger: step %d begun after step %d", k, l.state.Step)
 	}
 	l.state.Step = k
-	l.state.StepFacts[k] = StepFacts{LR: lr}
+	l.state.StepFacts[k] = job.StepFacts{LR: lr}
 	return nil
 }
 
 // CommitStep records step k's facts.
-func (l *FileLedger) CommitStep(ctx context.Context, k int, f StepFacts) error {
+func (l *FileLedger) CommitStep(ctx context.Context, k int, f job.StepFacts) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.state.StepFacts[k] = f
@@ -132,18 +123,18 @@ func (l *FileLedger) CommitStep(ctx context.Context, k int, f StepFacts) error {
 }
 
 // RecordCheckpoint records a shard checkpoint and persists the ledger.
-func (l *FileLedger) RecordCheckpoint(ctx context.Context, m Manifest) error {
+func (l *FileLedger) RecordCheckpoint(ctx context.Context, m job.Checkpoint) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.state.Checkpoints[m.Step] == nil {
-		l.state.Checkpoints[m.Step] = map[string]Manifest{}
+		l.state.Checkpoints[m.Step] = map[string]job.Checkpoint{}
 	}
 	l.state.Checkpoints[m.Step][m.Shard] = m
 	return l.save()
 }
 
 // LatestCommon is the newest step checkpointed for every range.
-func (l *FileLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]Manifest) {
+func (l *FileLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]job.Checkpoint) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return latestCommon(l.state.Checkpoints, ranges)
@@ -151,15 +142,15 @@ func (l *FileLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]Manifest) {
 
 // latestCommon finds, over step → shard → manifest, the newest step at
 // which every range has a manifest.
-func latestCommon(cps map[int]map[string]Manifest, ranges [][2]int) (int, map[[2]int]Manifest) {
-	best, bestSet := 0, map[[2]int]Manifest(nil)
+func latestCommon(cps map[int]map[string]job.Checkpoint, ranges [][2]int) (int, map[[2]int]job.Checkpoint) {
+	best, bestSet := 0, map[[2]int]job.Checkpoint(nil)
 	for step, ms := range cps {
 		if step <= best {
 			continue
 		}
-		byRange := map[[2]int]Manifest{}
+		byRange := map[[2]int]job.Checkpoint{}
 		for _, m := range ms {
-			byRange[[2]int{m.From, m.To}] = m
+			byRange[m.Layers] = m
 		}
 		all := true
 		for _, r := range ranges {
@@ -193,10 +184,10 @@ func (l *FileLedger) Rollback(ctx context.Context, toStep int, reason string) er
 }
 
 // Steps returns a copy of the per-step facts.
-func (l *FileLedger) Steps() map[int]StepFacts {
+func (l *FileLedger) Steps() map[int]job.StepFacts {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make(map[int]StepFacts, len(l.state.StepFacts))
+	out := make(map[int]job.StepFacts, len(l.state.StepFacts))
 	for k, v := range l.state.StepFacts {
 		out[k] = v
 	}

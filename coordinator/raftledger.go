@@ -43,7 +43,7 @@ func (l *RaftLedger) BeginStep(ctx context.Context, k int, lr float64) error {
 // commands are independent, so they are submitted together rather than
 // one commit after another (hashicorp/raft batches Applies that arrive
 // together into one log write).
-func (l *RaftLedger) CommitStep(ctx context.Context, k int, f StepFacts) error {
+func (l *RaftLedger) CommitStep(ctx context.Context, k int, f job.StepFacts) error {
 	var cmds []consensus.Command
 	add := func(cmd consensus.Command, err error) error {
 		cmds = append(cmds, cmd)
@@ -78,25 +78,14 @@ func (l *RaftLedger) CommitStep(ctx context.Context, k int, f StepFacts) error {
 }
 
 // RecordCheckpoint commits a shard's checkpoint manifest.
-func (l *RaftLedger) RecordCheckpoint(ctx context.Context, m Manifest) error {
-	cm := consensus.Manifest{Step: m.Step, Shard: m.Shard, Layers: [2]int{m.From, m.To},
-		Key: m.Ref.Key, SHA256: m.Ref.SHA256, Bytes: m.Ref.Bytes}
-	cmd, err := consensus.NewRecordCheckpoint(fmt.Sprintf("ckpt/e%d/k%d/%s", l.Epoch, m.Step, m.Shard), l.Epoch, cm)
+func (l *RaftLedger) RecordCheckpoint(ctx context.Context, m job.Checkpoint) error {
+	cmd, err := consensus.NewRecordCheckpoint(fmt.Sprintf("ckpt/e%d/k%d/%s", l.Epoch, m.Step, m.Shard), l.Epoch, m)
 	return l.apply(ctx, cmd, err)
 }
 
 // LatestCommon is the newest step checkpointed for every range.
-func (l *RaftLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]Manifest) {
-	st := l.Node.State()
-	cps := map[int]map[string]Manifest{}
-	for step, byShard := range st.Checkpoints {
-		cps[step] = map[string]Manifest{}
-		for id, m := range byShard {
-			cps[step][id] = Manifest{Step: m.Step, Shard: m.Shard, From: m.Layers[0], To: m.Layers[1],
-				Ref: job.Ref{Key: m.Key, SHA256: m.SHA256, Bytes: m.Bytes}}
-		}
-	}
-	return latestCommon(cps, ranges)
+func (l *RaftLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]job.Checkpoint) {
+	return latestCommon(l.Node.State().Checkpoints, ranges)
 }
 
 // Rollback commits the roll-back of the job to toStep.
@@ -106,11 +95,11 @@ func (l *RaftLedger) Rollback(ctx context.Context, toStep int, reason string) er
 }
 
 // Steps returns the committed per-step facts.
-func (l *RaftLedger) Steps() map[int]StepFacts {
+func (l *RaftLedger) Steps() map[int]job.StepFacts {
 	st := l.Node.State()
-	out := map[int]StepFacts{}
-	for k, f := range st.Steps {
-		out[k] = StepFacts{LR: f.LR, GradNorm: f.GradNorm, Tau: f.Tau, Loss: f.Loss}
+	out := make(map[int]job.StepFacts, len(st.Steps))
+	for k, r := range st.Steps {
+		out[k] = r.StepFacts
 	}
 	return out
 }

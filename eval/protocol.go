@@ -2,20 +2,13 @@ package eval
 
 import (
 	"fmt"
+
+	"github.com/unipruning/unipruning/provenance"
 )
 
-// Manifest states exactly what was evaluated, so numbers can be compared.
-type Manifest struct {
-	Dataset   string `json:"dataset"`
-	Path      string `json:"path"`
-	SHA256    string `json:"sha256"`
-	Seqlen    int    `json:"seqlen"`
-	Windows   int    `json:"windows"`
-	Tokens    int    `json:"tokens"` // tokens in the stream before windowing
-	Seed      *int   `json:"seed,omitempty"`
-	Tokenizer string `json:"tokenizer,omitempty"`
-	Note      string `json:"note,omitempty"`
-}
+// Manifest states exactly what was evaluated or calibrated on, so numbers
+// can be compared.
+type Manifest = provenance.Data
 
 // C4EvalWindows is the number of windows of the GPTQ C4 selection.
 const C4EvalWindows = 256

@@ -5,10 +5,10 @@ package report
 import (
 	"encoding/json"
 	"os"
-	"runtime"
 
 	"github.com/unipruning/unipruning/eval"
 	"github.com/unipruning/unipruning/eval/tasks"
+	"github.com/unipruning/unipruning/provenance"
 )
 
 // Matrix is the outcome for one target matrix.
@@ -31,19 +31,6 @@ type Eval struct {
 	NLL       float64        `json:"nll"`
 	Predicted int            `json:"predicted"`
 	Seconds   float64        `json:"seconds"`
-}
-
-// Machine records where the numbers were measured.
-type Machine struct {
-	GOOS   string `json:"goos"`
-	GOARCH string `json:"goarch"`
-	CPUs   int    `json:"cpus"`
-	Kernel string `json:"kernel"`
-}
-
-// ThisMachine describes the current process.
-func ThisMachine(kernel string) Machine {
-	return Machine{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.GOMAXPROCS(0), Kernel: kernel}
 }
 
 // Report is report.json.
@@ -70,7 +57,7 @@ type Report struct {
 	// ("dense", "pruned") when --tasks was given.
 	ZeroShot map[string]*tasks.Report `json:"zero_shot,omitempty"`
 	Seconds  map[string]float64       `json:"seconds"`
-	Machine  Machine                  `json:"machine"`
+	Machine  provenance.Machine       `json:"machine"`
 }
 
 // Summarize fills the totals from the per-matrix entries.

@@ -74,7 +74,7 @@ func newBlobs(t testing.TB) (*transport.FSBlobStore, string) {
 // and the ledger's per-step facts (loss, ‖g‖, τ).
 type runResult struct {
 	gammas [][]byte
-	steps  map[int]coordinator.StepFacts
+	steps  map[int]job.StepFacts
 }
 
 func drive(ctx context.Context, t testing.TB, spec job.Spec, apis []shardrpc.API, ledger coordinator.Ledger, blobs shardrpc.BlobStore) (runResult, error) {
@@ -219,7 +219,7 @@ func sameResult(t *testing.T, what string, got, want runResult) {
 	}
 }
 
-func facts(m map[int]coordinator.StepFacts) string {
+func facts(m map[int]job.StepFacts) string {
 	b, _ := json.Marshal(m)
 	return string(b)
 }

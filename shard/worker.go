@@ -17,6 +17,7 @@ import (
 	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/provenance"
 	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/shardrpc"
 )
@@ -275,4 +276,21 @@ func parallel(n int, f func(i int) error) error {
 		}
 	}
 	return nil
+}
+
+// Calibration describes the calibration data a search of spec draws (file,
+// sha256, windows, seed, tokenizer), for the Γ store's manifest. It opens
+// the model's tokenizer and samples the windows as the workers do.
+func Calibration(spec job.Spec) (*provenance.Data, error) {
+	ck, err := model.Open(spec.Model, spec.Tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	tok, err := ck.LoadTokenizer()
+	if err != nil {
+		return nil, err
+	}
+	_, man, err := eval.CalibWindows(spec.CalibFormat, spec.CalibPath, tok, spec.Steps, spec.Seqlen, spec.Seed)
+	return man, err
 }

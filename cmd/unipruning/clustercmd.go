@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -383,17 +382,17 @@ func runCoordinator(f coordFlags) error {
 	return nil
 }
 
-// gammaWriter returns the coordinator's Finish: write the Γ store to out
-// and put its manifest in the blob store (its parts are there already,
+// gammaWriter returns the coordinator's Finish: publish the Γ store into
+// out and its manifest into the blob store (its parts are there already,
 // keyed by their sha256), so `unipruning fetch` can rebuild it anywhere.
-func gammaWriter(out string, blobs shardrpc.BlobStore) func(ctx context.Context, spec job.Spec, refs []job.Ref, parts []nn.Part, steps map[int]coordinator.StepFacts) (map[string]string, error) {
-	return func(ctx context.Context, spec job.Spec, refs []job.Ref, parts []nn.Part, steps map[int]coordinator.StepFacts) (map[string]string, error) {
+func gammaWriter(out string, blobs gammastore.Blobs) func(ctx context.Context, spec job.Spec, refs []job.Ref, parts []nn.Part, steps map[int]job.StepFacts) (map[string]string, error) {
+	return func(ctx context.Context, spec job.Spec, refs []job.Ref, parts []nn.Part, steps map[int]job.StepFacts) (map[string]string, error) {
 		ck, err := model.Open(spec.Model, spec.Tokenizer)
 		if err != nil {
 			return nil, err
 		}
 		defer ck.Close()
-		man, err := gammaManifest(spec, ck, steps, refs, 0)
+		man, err := searchManifest(spec, ck, steps, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -403,14 +402,7 @@ func gammaWriter(out string, blobs shardrpc.BlobStore) func(ctx context.Context,
 		if err := writeJSONFile(filepath.Join(out, "spec.json"), spec); err != nil {
 			return nil, err
 		}
-		if err := writeGamma(ctx, out, man, parts, blobs); err != nil {
-			return nil, err
-		}
-		b, err := os.ReadFile(filepath.Join(out, gammastore.ManifestName))
-		if err != nil {
-			return nil, err
-		}
-		key, err := blobs.Put(ctx, b)
+		key, err := gammastore.Publish(ctx, blobs, out, man, partRefs(refs, parts))
 		if err != nil {
 			return nil, err
 		}
@@ -453,43 +445,13 @@ the parts, each checked against its sha256) into --out, ready for 'unipruning ex
 			if err != nil {
 				return err
 			}
-			return model.WriteDirAtomically(out, force, func(tmp string) error { return fetchGamma(ctx, blobs, key, tmp) })
+			return model.WriteDirAtomically(out, force, func(tmp string) error { return gammastore.Fetch(ctx, blobs, key, tmp) })
 		},
 	}
 	nf.register(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "directory to write the Γ store into (required)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing directory")
 	return cmd
-}
-
-// fetchGamma writes the manifest stored under key and every part it lists.
-func fetchGamma(ctx context.Context, blobs shardrpc.BlobStore, key, dir string) error {
-	b, err := blobs.Get(ctx, key)
-	if err != nil {
-		return err
-	}
-	var man gammastore.Manifest
-	if err := json.Unmarshal(b, &man); err != nil {
-		return fmt.Errorf("Γ manifest: %w", err)
-	}
-	for _, p := range man.Parts {
-		img, err := blobs.Get(ctx, p.SHA256)
-		if err != nil {
-			return fmt.Errorf("part %s: %w", p.File, err)
-		}
-		path := filepath.Join(dir, p.File)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(path, img, 0o644); err != nil {
-			return err
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, gammastore.ManifestName), b, 0o644); err != nil {
-		return err
-	}
-	_, err = gammastore.Open(dir) // verify every checksum before renaming into place
-	return err
 }
 
 // queryStatus asks any coordinator replica for the job's status.

@@ -16,6 +16,7 @@ import (
 	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/provenance"
 	"github.com/unipruning/unipruning/prune/extract"
 	"github.com/unipruning/unipruning/prune/gammastore"
 	"github.com/unipruning/unipruning/prune/maskfile"
@@ -198,7 +199,7 @@ func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target
 	}
 	rep := &report.Report{Tool: "unipruning", Command: "extract", Model: f.model, Format: string(m.ck.Format),
 		Tokenizer: m.ck.TokenizerPath, Method: "unipruning-" + spec.Mode, Calibration: store.Calibration,
-		Settings: map[string]any{"run": f.run, "spec": spec}, Seconds: map[string]float64{}, Machine: report.ThisMachine(nn.ActiveKernel()),
+		Settings: map[string]any{"run": f.run, "spec": spec}, Seconds: map[string]float64{}, Machine: provenance.ThisMachine(nn.ActiveKernel()),
 		Evals: slices.Clone(dense.Evals), ZeroShot: maps.Clone(dense.ZeroShot)}
 	if t.M > 0 {
 		rep.Pattern = fmt.Sprintf("%d:%d", t.N, t.M)

@@ -15,6 +15,7 @@ import (
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/model/tokenizer"
 	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/provenance"
 	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/prune/layerwise"
 	"github.com/unipruning/unipruning/prune/maskfile"
@@ -301,7 +302,7 @@ func runPrune(f pruneFlags) error {
 	}
 	rep := &report.Report{Tool: "unipruning", Command: "prune", Model: f.model, Format: string(m.ck.Format),
 		Tokenizer: m.ck.TokenizerPath, Method: string(cfg.Method), Calibration: man, Group: cfg.Group,
-		Seconds: map[string]float64{}, Machine: report.ThisMachine(nn.ActiveKernel())}
+		Seconds: map[string]float64{}, Machine: provenance.ThisMachine(nn.ActiveKernel())}
 	if cfg.M > 0 {
 		rep.Pattern = f.pattern
 	} else {

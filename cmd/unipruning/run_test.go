@@ -45,7 +45,7 @@ func TestFetchGamma(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "fetched")
 	os.MkdirAll(dir, 0o755)
-	if err := fetchGamma(context.Background(), blobs, transport.BlobKey(man), dir); err != nil {
+	if err := gammastore.Fetch(context.Background(), blobs, transport.BlobKey(man), dir); err != nil {
 		t.Fatal(err)
 	}
 	requireSameGamma(t, out, dir, "fetched Γ store")

@@ -12,12 +12,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/unipruning/unipruning/coordinator"
-	"github.com/unipruning/unipruning/eval"
 	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/provenance"
 	"github.com/unipruning/unipruning/prune/gammastore"
-	"github.com/unipruning/unipruning/report"
 	"github.com/unipruning/unipruning/shard"
 	"github.com/unipruning/unipruning/shardrpc"
 	"github.com/unipruning/unipruning/transport"
@@ -151,12 +150,16 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 	}
 	shards, closeAll := localShards(parts, blobs)
 	defer closeAll()
-	man, err := driveSearch(ctx, spec, shards, ledger, ck)
+	refs, resumed, err := driveSearch(ctx, spec, shards, ledger)
+	if err != nil {
+		return nil, err
+	}
+	man, err := searchManifest(spec, ck, ledger.Steps(), resumed)
 	if err != nil {
 		return nil, err
 	}
 	man.Seconds = time.Since(start).Seconds()
-	if err := writeGamma(ctx, f.out, man, parts, blobs); err != nil {
+	if _, err := gammastore.Assemble(ctx, blobs, f.out, man, partRefs(refs, parts)); err != nil {
 		return nil, err
 	}
 	if f.json {
@@ -180,20 +183,20 @@ func localShards(parts []nn.Part, blobs shardrpc.BlobStore) ([]shardrpc.API, fun
 	}
 }
 
-// driveSearch runs the step loop with a progress bar and returns the
-// manifest (parts are filled in by writeGamma).
-func driveSearch(ctx context.Context, spec job.Spec, shards []shardrpc.API, ledger coordinator.Ledger, ck *model.Checkpoint) (*gammastore.Manifest, error) {
+// driveSearch runs the step loop with a progress bar and returns the Γ
+// parts and the step the run resumed from.
+func driveSearch(ctx context.Context, spec job.Spec, shards []shardrpc.API, ledger coordinator.Ledger) ([]job.Ref, int, error) {
 	bar := newProgress(spec.Steps, "search "+spec.Mode)
 	d := &coordinator.Driver{Spec: spec, Shards: shards, Ledger: ledger, OnStep: stepPrinter(bar)}
 	refs, err := d.Run(ctx)
 	bar.Done()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if d.Resumed > 0 {
 		logf("resumed from the checkpoint of step %d", d.Resumed)
 	}
-	return gammaManifest(spec, ck, ledger.Steps(), refs, d.Resumed)
+	return refs, d.Resumed, nil
 }
 
 // stepPrinter reports search steps on a progress bar.
@@ -210,43 +213,28 @@ func stepPrinter(bar *progress) func(coordinator.StepInfo) {
 	}
 }
 
-// gammaManifest describes a finished search for its Γ store.
-func gammaManifest(spec job.Spec, ck *model.Checkpoint, steps map[int]coordinator.StepFacts, refs []job.Ref, resumed int) (*gammastore.Manifest, error) {
-	fp, err := gammastore.Fingerprint(ck)
+// searchManifest describes a finished search for its Γ store, with the
+// calibration data it drew and this machine.
+func searchManifest(spec job.Spec, ck *model.Checkpoint, steps map[int]job.StepFacts, resumed int) (*gammastore.Manifest, error) {
+	man, err := gammastore.NewManifest(spec, ck, steps, resumed)
 	if err != nil {
 		return nil, err
 	}
-	specJSON, _ := json.Marshal(spec)
-	man := &gammastore.Manifest{Spec: specJSON, SpecHash: spec.Hash(), Resumed: resumed,
-		Model:   gammastore.ModelID{Path: spec.Model, Format: string(ck.Format), Config: ck.Config, Fingerprint: fp},
-		Machine: report.ThisMachine(nn.ActiveKernel())}
-	if tok, err := ck.LoadTokenizer(); err == nil {
-		_, man.Calibration, _ = eval.CalibWindows(spec.CalibFormat, spec.CalibPath, tok, spec.Steps, spec.Seqlen, spec.Seed)
-	}
-	for k := 1; k <= spec.Steps; k++ {
-		f := steps[k]
-		man.Steps = append(man.Steps, gammastore.StepRecord{Step: k, LR: f.LR, Loss: f.Loss, GradNorm: f.GradNorm, Tau: f.Tau})
-	}
-	man.Parts = make([]gammastore.Part, len(refs))
-	for i, r := range refs {
-		man.Parts[i] = gammastore.Part{File: r.Key, SHA256: r.SHA256, Bytes: r.Bytes}
+	man.Machine = provenance.ThisMachine(nn.ActiveKernel())
+	if man.Calibration, err = shard.Calibration(spec); err != nil {
+		// A coordinator need not see the calibration file the shards read.
+		logf("note: the Γ manifest does not describe the calibration data: %v", err)
 	}
 	return man, nil
 }
 
-// writeGamma fetches every shard's Γ part and writes the Γ store.
-func writeGamma(ctx context.Context, out string, man *gammastore.Manifest, parts []nn.Part, blobs shardrpc.BlobStore) error {
-	images := make([][]byte, len(parts))
-	ranges := make([][2]int, len(parts))
-	for i, p := range parts {
-		img, err := blobs.Get(ctx, man.Parts[i].File)
-		if err != nil {
-			return err
-		}
-		images[i] = img
-		ranges[i] = [2]int{p.From, p.To}
+// partRefs pairs the shards' Γ parts with the layers they cover.
+func partRefs(refs []job.Ref, parts []nn.Part) []gammastore.PartRef {
+	out := make([]gammastore.PartRef, len(refs))
+	for i, r := range refs {
+		out[i] = gammastore.PartRef{Ref: r, Layers: [2]int{parts[i].From, parts[i].To}}
 	}
-	return gammastore.Write(out, man, images, ranges)
+	return out
 }
 
 func writeJSONFile(path string, v any) error {

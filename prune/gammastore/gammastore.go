@@ -15,10 +15,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/unipruning/unipruning/eval"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
+	"github.com/unipruning/unipruning/provenance"
 	"github.com/unipruning/unipruning/prune/statefile"
-	"github.com/unipruning/unipruning/report"
 )
 
 // Format identifies the manifest layout.
@@ -44,27 +44,24 @@ type ModelID struct {
 	Fingerprint string        `json:"fingerprint"`
 }
 
-// StepRecord is one search step's facts.
+// StepRecord is one search step's facts, labelled with the step.
 type StepRecord struct {
-	Step     int      `json:"step"`
-	LR       float64  `json:"lr"`
-	Loss     *float64 `json:"loss,omitempty"`
-	GradNorm *float64 `json:"grad_norm,omitempty"`
-	Tau      *float64 `json:"tau,omitempty"`
+	Step int `json:"step"`
+	job.StepFacts
 }
 
 // Manifest is gamma.json.
 type Manifest struct {
-	Format      string          `json:"format"`
-	Spec        json.RawMessage `json:"spec"`
-	SpecHash    string          `json:"spec_hash"`
-	Model       ModelID         `json:"model"`
-	Calibration *eval.Manifest  `json:"calibration,omitempty"`
-	Parts       []Part          `json:"parts"`
-	Steps       []StepRecord    `json:"steps"`
-	Resumed     int             `json:"resumed_from,omitempty"`
-	Seconds     float64         `json:"seconds"`
-	Machine     report.Machine  `json:"machine"`
+	Format      string             `json:"format"`
+	Spec        json.RawMessage    `json:"spec"`
+	SpecHash    string             `json:"spec_hash"`
+	Model       ModelID            `json:"model"`
+	Calibration *provenance.Data   `json:"calibration,omitempty"`
+	Parts       []Part             `json:"parts"`
+	Steps       []StepRecord       `json:"steps"`
+	Resumed     int                `json:"resumed_from,omitempty"`
+	Seconds     float64            `json:"seconds"`
+	Machine     provenance.Machine `json:"machine"`
 }
 
 // Fingerprint identifies a model's target weights cheaply: sha256 over the
@@ -93,29 +90,6 @@ func Fingerprint(ck *model.Checkpoint) (string, error) {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// Write stores the parts (images made by shard.Worker.GammaPart, in layer
-// order) and the manifest in dir.
-func Write(dir string, m *Manifest, images [][]byte, ranges [][2]int) error {
-	if err := os.MkdirAll(filepath.Join(dir, "gamma"), 0o755); err != nil {
-		return err
-	}
-	m.Format, m.Parts = Format, nil
-	for i, img := range images {
-		name := fmt.Sprintf("gamma/part-L%03d-L%03d.state", ranges[i][0], ranges[i][1])
-		sum := sha256.Sum256(img)
-		if err := writeAtomic(filepath.Join(dir, name), img); err != nil {
-			return err
-		}
-		m.Parts = append(m.Parts, Part{File: name, From: ranges[i][0], To: ranges[i][1],
-			SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(img))})
-	}
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeAtomic(filepath.Join(dir, ManifestName), append(b, '\n'))
 }
 
 func writeAtomic(path string, b []byte) error {
@@ -160,8 +134,7 @@ func (s *Store) loadPart(p Part) error {
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(img)
-	if hex.EncodeToString(sum[:]) != p.SHA256 {
+	if job.SHA256(img) != p.SHA256 {
 		return fmt.Errorf("checksum mismatch: the file is corrupted or truncated")
 	}
 	d, err := statefile.Decode(img)
