@@ -142,7 +142,7 @@ func chaosJob(t testing.TB, mode string) job.Job {
 func searchArgs(s job.Spec) []string {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 	return []string{
-		"--model", s.Model, "--tokenizer", s.Tokenizer, "--mode", s.Mode, "--metric", s.Metric,
+		"--model", s.Model, "--tokenizer", s.Tokenizer, "--mode", s.Mode, "--metric", string(s.Metric),
 		"--kappa", f(s.Kappa), "--lambda", f(s.Lambda), "--lr", f(s.LR), "--clip", f(s.ClipNorm),
 		"--lambda2", f(s.Lambda2), "--steps", strconv.Itoa(s.Steps), "--seed", strconv.FormatUint(s.Seed, 10),
 		"--calib", s.CalibPath, "--calib-format", s.CalibFormat, "--seqlen", strconv.Itoa(s.Seqlen),

@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+
+	"github.com/unipruning/unipruning/prune"
 )
 
 // Search modes (DESIGN §2.3).
@@ -23,10 +25,10 @@ const (
 // Spec is a search job: everything that determines Γ. Two runs with equal
 // specs (and equal input files) produce bitwise-identical Γ.
 type Spec struct {
-	Model     string `json:"model"`
-	Tokenizer string `json:"tokenizer,omitempty"`
-	Mode      string `json:"mode"`
-	Metric    string `json:"metric"`
+	Model     string       `json:"model"`
+	Tokenizer string       `json:"tokenizer,omitempty"`
+	Mode      string       `json:"mode"`
+	Metric    prune.Metric `json:"metric"`
 	// Kappa is the mirror-descent step κ, Lambda the threshold budget λ.
 	Kappa    float64 `json:"kappa"`
 	Lambda   float64 `json:"lambda"`
@@ -54,7 +56,7 @@ func (s *Spec) Defaults() {
 		s.Mode = ModeGlobal
 	}
 	if s.Metric == "" {
-		s.Metric = "stochria"
+		s.Metric = prune.MetricStochRIA
 	}
 	def(&s.Kappa, 0.01)
 	def(&s.Lambda, 0.001)
@@ -75,10 +77,8 @@ func (s *Spec) Validate() error {
 	default:
 		return fmt.Errorf("mode %q (want reference, global or frozen)", s.Mode)
 	}
-	switch s.Metric {
-	case "stochria", "ria", "wanda", "magnitude":
-	default:
-		return fmt.Errorf("metric %q (want stochria, ria, wanda or magnitude)", s.Metric)
+	if _, err := prune.ParseMetric(string(s.Metric)); err != nil {
+		return err
 	}
 	switch {
 	case s.Model == "":

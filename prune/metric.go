@@ -21,7 +21,7 @@ const (
 // Constants of the metrics (DESIGN §2.2; StochRIA's as in the released
 // UniPruning code).
 const (
-	RIAAlpha         = 0.5   // default exponent a of ‖X_j‖ in RIA
+	RIAAlpha         = 0.5   // exponent a of ‖X_j‖ in RIA (its code's default)
 	StochRIAExponent = 0.35  // exponent of s_j = mean x_j² in StochRIA
 	StochRIAFraction = 0.2   // t = max(1, ⌊0.2·min(out, in)⌋)
 	StochRIAMinSum   = 1e-12 // clamp of StochRIA's subset sums
@@ -34,6 +34,37 @@ func ParseMetric(s string) (Metric, error) {
 		return m, nil
 	}
 	return "", fmt.Errorf("prune: unknown metric %q (want magnitude, wanda, ria or stochria)", s)
+}
+
+// NeedsRNG reports whether the metric draws random subsets (StochRIA).
+func (m Metric) NeedsRNG() bool { return m == MetricStochRIA }
+
+// Score writes the saliency S(W) of metric m for the out×in matrix w into
+// dst (DESIGN §2.2): the one place that maps a metric to its formula, for
+// the search and for the layer-wise baselines. st holds the statistics of
+// the matrix's inputs (unused by magnitude); rng draws StochRIA's subsets
+// (unused by the others). An unknown metric is an error, never a fallback.
+func Score(m Metric, dst, w []float32, out, in int, st *Stats, rng *rand.Rand) error {
+	if m != MetricMagnitude && st == nil {
+		return fmt.Errorf("prune: metric %s needs the input statistics", m)
+	}
+	switch m {
+	case MetricMagnitude:
+		Magnitude(dst, w, out, in)
+	case MetricWanda:
+		Wanda(dst, w, out, in, st.Norm())
+	case MetricRIA:
+		RIA(dst, w, out, in, st.Norm(), RIAAlpha)
+	case MetricStochRIA:
+		if rng == nil {
+			return fmt.Errorf("prune: metric %s needs a random generator", m)
+		}
+		StochRIA(dst, w, out, in, st.MeanSq(), rng)
+	default:
+		_, err := ParseMetric(string(m))
+		return err
+	}
+	return nil
 }
 
 // checkMetricArgs panics on inconsistent shapes: they are wiring errors,

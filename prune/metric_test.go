@@ -273,3 +273,55 @@ func TestMetricShapePanics(t *testing.T) {
 		}()
 	}
 }
+
+// TestScore: Score gives bitwise what each metric's own function gives
+// (RIA with exponent RIAAlpha, StochRIA on a generator of the same seed),
+// and refuses an unknown metric, missing statistics and StochRIA without
+// a generator instead of falling back to another metric.
+func TestScore(t *testing.T) {
+	const out, in = 5, 7
+	r := rand.New(rand.NewPCG(1, 2))
+	w := metricRandW(r, out*in)
+	st := NewStats(in)
+	x := make([]float32, 3*in)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	st.Add(x, 3, in)
+	want := make([]float32, out*in)
+	got := make([]float32, out*in)
+	for _, m := range []Metric{MetricMagnitude, MetricWanda, MetricRIA, MetricStochRIA} {
+		switch m {
+		case MetricMagnitude:
+			Magnitude(want, w, out, in)
+		case MetricWanda:
+			Wanda(want, w, out, in, st.Norm())
+		case MetricRIA:
+			RIA(want, w, out, in, st.Norm(), 0.5)
+		case MetricStochRIA:
+			StochRIA(want, w, out, in, st.MeanSq(), rand.New(rand.NewPCG(7, 7)))
+		}
+		var rng *rand.Rand
+		if m.NeedsRNG() {
+			rng = rand.New(rand.NewPCG(7, 7))
+		}
+		if err := Score(m, got, w, out, in, st, rng); err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: Score differs from the metric's function", m)
+		}
+	}
+	if err := Score("wand", got, w, out, in, st, nil); err == nil {
+		t.Fatal("an unknown metric was scored")
+	}
+	if err := Score(MetricWanda, got, w, out, in, nil, nil); err == nil {
+		t.Fatal("wanda without statistics was scored")
+	}
+	if err := Score(MetricStochRIA, got, w, out, in, st, nil); err == nil {
+		t.Fatal("stochria without a generator was scored")
+	}
+	if err := Score(MetricMagnitude, got, w, out, in, nil, nil); err != nil {
+		t.Fatalf("magnitude needs no statistics: %v", err)
+	}
+}

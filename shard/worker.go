@@ -9,6 +9,7 @@ package shard
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 
@@ -225,16 +226,12 @@ func (wk *Worker) Update(ctx context.Context, k int, lr, clipCoef float64) error
 
 func (wk *Worker) updateTarget(tg *target, k int, lr, clipCoef float64) error {
 	out, in := tg.lin.Out, tg.lin.In
-	switch wk.spec.Metric {
-	case "stochria":
-		rng := seeded.New(wk.spec.Seed, seeded.Metric, uint64(k), uint64(tg.t.Layer), uint64(tg.t.Matrix))
-		prune.StochRIA(tg.scores, tg.lin.W, out, in, tg.stats.MeanSq(), rng)
-	case "ria":
-		prune.RIA(tg.scores, tg.lin.W, out, in, tg.stats.Norm(), 0.5)
-	case "wanda":
-		prune.Wanda(tg.scores, tg.lin.W, out, in, tg.stats.Norm())
-	default:
-		prune.Magnitude(tg.scores, tg.lin.W, out, in)
+	var rng *rand.Rand
+	if wk.spec.Metric.NeedsRNG() {
+		rng = seeded.New(wk.spec.Seed, seeded.Metric, uint64(k), uint64(tg.t.Layer), uint64(tg.t.Matrix))
+	}
+	if err := prune.Score(wk.spec.Metric, tg.scores, tg.lin.W, out, in, tg.stats, rng); err != nil {
+		return err
 	}
 	prune.NormalizeMean(tg.scores)
 	if wk.spec.Trains() {

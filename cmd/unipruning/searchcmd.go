@@ -16,6 +16,7 @@ import (
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/provenance"
+	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/prune/gammastore"
 	"github.com/unipruning/unipruning/shard"
 	"github.com/unipruning/unipruning/shardrpc"
@@ -36,7 +37,7 @@ func (f *searchFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&s.Model, "model", "", "model: HF directory or llama2.c .bin file (required)")
 	fl.StringVar(&s.Tokenizer, "tokenizer", "", "tokenizer file when it is not in the model directory")
 	fl.StringVar(&s.Mode, "mode", job.ModeGlobal, "reference (AdamW + per-matrix λ-quantile, as the released code), global (AdamW + one model-wide threshold) or frozen (no weight update, forward only, model-wide threshold)")
-	fl.StringVar(&s.Metric, "metric", "stochria", "local saliency metric S(W): stochria (released code), ria, wanda or magnitude")
+	fl.StringVar((*string)(&s.Metric), "metric", string(prune.MetricStochRIA), "local saliency metric S(W): stochria (released code), ria, wanda or magnitude")
 	fl.Float64Var(&s.Kappa, "kappa", 0.01, "mirror-descent step κ in z ← z + κ(S − Γ)")
 	fl.Float64Var(&s.Lambda, "lambda", 0.001, "threshold budget λ: the fraction of weights whose |z| falls below τ each step")
 	fl.Float64Var(&s.LR, "lr", 1e-4, "AdamW peak learning rate (10% linear warm-up, then linear decay to 0)")

@@ -140,14 +140,13 @@ func fillMask(m *prune.Mask) {
 // scoreMask scores the matrix with the method's metric and selects.
 func (e *engine) scoreMask(lin *nn.Linear[float32], st *prune.Stats) (*prune.Mask, error) {
 	out, in := lin.Out, lin.In
+	metric, ok := e.cfg.Method.metric()
+	if !ok {
+		return nil, fmt.Errorf("method %s does not rank by a metric", e.cfg.Method)
+	}
 	scores := make([]float32, out*in)
-	switch e.cfg.Method {
-	case Magnitude:
-		prune.Magnitude(scores, lin.W, out, in)
-	case Wanda:
-		prune.Wanda(scores, lin.W, out, in, st.Norm())
-	case RIA:
-		prune.RIA(scores, lin.W, out, in, st.Norm(), e.cfg.RIAAlpha)
+	if err := prune.Score(metric, scores, lin.W, out, in, st, nil); err != nil {
+		return nil, err
 	}
 	switch {
 	case e.cfg.M > 0:

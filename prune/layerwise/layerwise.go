@@ -37,6 +37,20 @@ func ParseMethod(s string) (Method, error) {
 	return "", fmt.Errorf("unknown method %q (want magnitude, wanda, ria or sparsegpt)", s)
 }
 
+// metric is the saliency metric a score-based method ranks by (false for
+// SparseGPT, which selects by reconstruction error).
+func (m Method) metric() (prune.Metric, bool) {
+	switch m {
+	case Magnitude:
+		return prune.MetricMagnitude, true
+	case Wanda:
+		return prune.MetricWanda, true
+	case RIA:
+		return prune.MetricRIA, true
+	}
+	return "", false
+}
+
 // Comparison groups for unstructured masks.
 const (
 	ByMatrix = "matrix"
@@ -52,7 +66,6 @@ type Config struct {
 	// method's published default (wanda: per row; magnitude, ria: per
 	// matrix).
 	Group     string
-	RIAAlpha  float64 // default 0.5
 	BlockSize int     // SparseGPT columns per block (128)
 	PercDamp  float64 // SparseGPT dampening (0.01)
 	Batch     int     // windows per forward pass
@@ -74,9 +87,6 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) defaults() {
-	if c.RIAAlpha == 0 {
-		c.RIAAlpha = 0.5
-	}
 	if c.BlockSize == 0 {
 		c.BlockSize = 128
 	}
