@@ -37,7 +37,7 @@ func BenchmarkSgemm(b *testing.B) {
 			}
 			b.ReportMetric(2*float64(n)*float64(n)*float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
-		if _, ok := kernels["openblas"]; ok {
+		if ob, ok := kernel("openblas"); ok {
 			b.Run(fmt.Sprintf("openblas-threads/%d", n), func(b *testing.B) {
 				SetBLASThreads(runtime.GOMAXPROCS(0))
 				defer SetBLASThreads(1)
@@ -45,7 +45,7 @@ func BenchmarkSgemm(b *testing.B) {
 				x, y, z := randSlice(rng, n*n), randSlice(rng, n*n), make([]float32, n*n)
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					kernels["openblas"].Sgemm(tr(false), tr(true), n, n, n, 1, x, n, y, n, 0, z, n)
+					ob.Sgemm(tr(false), tr(true), n, n, n, 1, x, n, y, n, 0, z, n)
 				}
 				b.ReportMetric(2*float64(n)*float64(n)*float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
@@ -54,7 +54,7 @@ func BenchmarkSgemm(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/%d", name, n), func(b *testing.B) {
 				rng := rand.New(rand.NewPCG(1, 1))
 				x, y, z := randSlice(rng, n*n), randSlice(rng, n*n), make([]float32, n*n)
-				k := kernels[name]
+				k, _ := kernel(name)
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					k.Sgemm(tr(false), tr(true), n, n, n, 1, x, n, y, n, 0, z, n)

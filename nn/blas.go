@@ -8,10 +8,13 @@ package nn
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/blas/gonum"
 )
 
@@ -23,41 +26,65 @@ type Kernel interface {
 	Name() string
 	blas.Float32Level3
 	blas.Float64Level3
+	// install makes the kernel gonum's global BLAS as well, so that
+	// gonum's lapack and blas64 users (SparseGPT's factorisations, the
+	// Hessian) compute with it too.
+	install()
 }
 
 type gonumKernel struct{ gonum.Implementation }
 
 func (gonumKernel) Name() string { return "gonum" }
 
-// kernels lists the available kernels; the openblas build adds its own.
-var kernels = map[string]Kernel{"gonum": pureGo}
+func (gonumKernel) install() {
+	blas64.Use(gonum.Implementation{})
+	blas32.Use(gonum.Implementation{})
+}
 
-// pureGo is the gonum kernel, always available.
-var pureGo Kernel = gonumKernel{}
+// kernel returns the compiled-in kernel called name.
+func kernel(name string) (Kernel, bool) {
+	switch name {
+	case "gonum":
+		return gonumKernel{}, true
+	case "openblas":
+		return openBLAS()
+	}
+	return nil, false
+}
 
-// active is the kernel used by the engine: OpenBLAS when built with it,
-// otherwise gonum's pure-Go implementation.
-var active = pureGo
+// active is the kernel the engine computes with. It is gonum's pure-Go
+// implementation until a program chooses one with UseKernel (the
+// unipruning command does so at start-up).
+var active Kernel = gonumKernel{}
 
 // ActiveKernel names the kernel in use.
 func ActiveKernel() string { return active.Name() }
 
-// Kernels lists the names of the compiled-in kernels.
+// Kernels lists the names of the compiled-in kernels, best first.
 func Kernels() []string {
-	var ns []string
-	for n := range kernels {
-		ns = append(ns, n)
+	if _, ok := openBLAS(); ok {
+		return []string{"openblas", "gonum"}
 	}
-	return ns
+	return []string{"gonum"}
 }
 
-// UseKernel selects a kernel by name; it is meant for tests and benchmarks,
-// not to be called while a computation runs.
+// BestKernel names the fastest compiled-in kernel: OpenBLAS when the
+// binary was built with it (tag openblas), otherwise gonum.
+func BestKernel() string { return Kernels()[0] }
+
+// UseKernel makes the named kernel ("auto": BestKernel) the one the engine
+// and gonum's global BLAS compute with. Call it at start-up, never while a
+// computation runs. Results are bitwise reproducible for one kernel;
+// kernels round differently.
 func UseKernel(name string) error {
-	k, ok := kernels[name]
-	if !ok {
-		return fmt.Errorf("nn: kernel %q is not compiled in (have %v)", name, Kernels())
+	if name == "auto" {
+		name = BestKernel()
 	}
+	k, ok := kernel(name)
+	if !ok {
+		return fmt.Errorf("matrix kernel %q is not compiled in (have %s)", name, strings.Join(Kernels(), ", "))
+	}
+	k.install()
 	active = k
 	return nil
 }
@@ -148,14 +175,6 @@ func NaiveGemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T
 			c[i*ldc+j] = T(float64(alpha)*s + old)
 		}
 	}
-}
-
-// defaultKernel is the kernel chosen at start-up.
-func defaultKernel() string {
-	if _, ok := kernels["openblas"]; ok {
-		return "openblas"
-	}
-	return "gonum"
 }
 
 // Matrix-product timing for benchmarks: off by default (one atomic load

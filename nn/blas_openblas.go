@@ -24,15 +24,13 @@ func (openblasKernel) Name() string { return "openblas" }
 // goroutines (attention heads run in parallel).
 func (openblasKernel) splitRows() {}
 
-func init() {
+func (openblasKernel) install() {
 	C.openblas_set_num_threads(1)
-	kernels["openblas"] = openblasKernel{}
-	active = openblasKernel{}
-	// gonum's lapack and blas64 users (SparseGPT's factorisations, the
-	// Hessian) use OpenBLAS too.
 	blas64.Use(netlib.Implementation{})
 	blas32.Use(netlib.Implementation{})
 }
+
+func openBLAS() (Kernel, bool) { return openblasKernel{}, true }
 
 // SetBLASThreads sets OpenBLAS's thread count (benchmarks).
 func SetBLASThreads(n int) { C.openblas_set_num_threads(C.int(n)) }

@@ -2,5 +2,8 @@
 
 package nn
 
+// openBLAS reports that this build has no OpenBLAS kernel.
+func openBLAS() (Kernel, bool) { return nil, false }
+
 // SetBLASThreads is a no-op without OpenBLAS.
 func SetBLASThreads(n int) {}

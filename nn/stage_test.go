@@ -133,7 +133,8 @@ func checkGemm(t *testing.T, name string, rng *rand.Rand, ta, tb bool, m, n, k i
 	a, b := randSlice(rng, ar*lda), randSlice(rng, br*ldb)
 	c1 := randSlice(rng, m*ldc)
 	c2 := append([]float32(nil), c1...)
-	kernels[name].Sgemm(tr(ta), tr(tb), m, n, k, 0.7, a, lda, b, ldb, 0.3, c1, ldc)
+	kn, _ := kernel(name)
+	kn.Sgemm(tr(ta), tr(tb), m, n, k, 0.7, a, lda, b, ldb, 0.3, c1, ldc)
 	NaiveGemm(ta, tb, m, n, k, 0.7, a, lda, b, ldb, 0.3, c2, ldc)
 	for i := range c1 {
 		if d := c1[i] - c2[i]; d > 1e-4 || d < -1e-4 {

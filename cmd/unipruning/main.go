@@ -10,8 +10,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/unipruning/unipruning/nn"
 )
 
 func main() {
@@ -27,6 +29,9 @@ on stdout.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	kernel := root.PersistentFlags().String("kernel", "auto", "matrix kernel: auto (the best compiled in: "+nn.BestKernel()+"), "+strings.Join(nn.Kernels(), " or "))
+	// The kernel is chosen here, once, before any command computes.
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return nn.UseKernel(*kernel) }
 	root.AddCommand(evalCmd(), generateCmd(), tokenizeCmd(), pruneCmd(), searchCmd(), extractCmd(), runCmd(), tableCmd(), synthCmd(), convertCmd(), coordinatorCmd(), shardCmd(), natsCmd(), statusCmd(), fetchCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "unipruning:", err)
