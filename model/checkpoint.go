@@ -42,13 +42,23 @@ type Checkpoint struct {
 	meta          map[string]TensorMeta
 }
 
-// Open opens a model: an HF directory (config.json + safetensors) or a
-// llama2.c .bin file. tokenizer names the tokenizer file where it does not
-// sit in the model directory ("" = look beside the model).
+// Open opens a model: an HF directory (config.json + safetensors), a
+// llama2.c .bin file, or a directory holding one llama2.c .bin model (as
+// prune, extract and run write them). tokenizer names the tokenizer file
+// where it does not sit beside the model ("" = look beside the model).
 func Open(path, tokenizerPath string) (*Checkpoint, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
+	}
+	if st.IsDir() {
+		if path, err = modelInDir(path); err != nil {
+			return nil, err
+		}
+		st, err = os.Stat(path)
+		if err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
 	}
 	var ck *Checkpoint
 	if st.IsDir() {
@@ -72,6 +82,28 @@ func Open(path, tokenizerPath string) (*Checkpoint, error) {
 		ck.TokenizerPath = findTokenizer(ck)
 	}
 	return ck, nil
+}
+
+// modelInDir resolves a directory to the model it holds: itself when it
+// has config.json (HF), else its one llama2.c .bin that is not a tokenizer.
+func modelInDir(dir string) (string, error) {
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
+		return dir, nil
+	}
+	bins, _ := filepath.Glob(filepath.Join(dir, "*.bin"))
+	var models []string
+	for _, b := range bins {
+		if n := filepath.Base(b); n != "tokenizer.bin" && !strings.HasPrefix(n, "tok") {
+			models = append(models, b)
+		}
+	}
+	switch len(models) {
+	case 1:
+		return models[0], nil
+	case 0:
+		return "", fmt.Errorf("model: %s has neither config.json (a Hugging Face model) nor a llama2.c .bin model", dir)
+	}
+	return "", fmt.Errorf("model: %s holds several llama2.c models (%s): name one", dir, strings.Join(models, ", "))
 }
 
 func openHF(dir string) (*Checkpoint, error) {

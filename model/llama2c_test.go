@@ -149,3 +149,35 @@ func TestCheckpointMissingTensor(t *testing.T) {
 		t.Fatalf("got %v, want missing tensors", err)
 	}
 }
+
+// TestOpenLlama2CDirectory: a directory holding one llama2.c model and its
+// tokenizer (as prune, extract and run write them) opens like the .bin
+// itself; a directory with neither config.json nor a model, or with two
+// models, is refused with the reason.
+func TestOpenLlama2CDirectory(t *testing.T) {
+	bin := shareddata.Path(t, "models/stories260K/stories260K.bin")
+	tok := shareddata.Path(t, "models/stories260K/tok512.bin")
+	dir := t.TempDir()
+	for _, f := range []string{bin, tok} {
+		if err := copyFile(f, filepath.Join(dir, filepath.Base(f))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ck, err := Open(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	if ck.Format != FormatLlama2C || ck.Path != filepath.Join(dir, "stories260K.bin") || filepath.Base(ck.TokenizerPath) != "tok512.bin" {
+		t.Fatalf("opened %s as %s with tokenizer %q", ck.Path, ck.Format, ck.TokenizerPath)
+	}
+	if _, err := Open(t.TempDir(), ""); err == nil || !strings.Contains(err.Error(), "neither config.json") {
+		t.Fatalf("empty directory: %v", err)
+	}
+	if err := copyFile(bin, filepath.Join(dir, "other.bin")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, ""); err == nil || !strings.Contains(err.Error(), "several llama2.c models") {
+		t.Fatalf("two models: %v", err)
+	}
+}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 
 	"github.com/unipruning/unipruning/model"
@@ -20,9 +18,6 @@ llama2.c's interleaved RoPE pairs to the half-rotation layout Hugging Face expec
 result computes the same logits under transformers and under this tool.`,
 		Example: `  unipruning convert --model stories260K.bin --tokenizer tok512.bin --out stories260K-hf`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if modelPath == "" || out == "" {
-				return fmt.Errorf("--model and --out are required")
-			}
 			ck, err := model.Open(modelPath, tokPath)
 			if err != nil {
 				return err
@@ -36,9 +31,10 @@ result computes the same logits under transformers and under this tool.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&modelPath, "model", "", "llama2.c .bin model (required)")
+	fl.StringVar(&modelPath, "model", "", "llama2.c .bin model")
 	fl.StringVar(&tokPath, "tokenizer", "", "tokenizer to copy beside the output (default: found beside the model)")
-	fl.StringVar(&out, "out", "", "output directory (required; must not exist unless --force)")
+	fl.StringVar(&out, "out", "", "output directory (must not exist unless --force)")
 	fl.BoolVar(&force, "force", false, "replace an existing output directory")
+	markRequired(cmd, "model", "out")
 	return cmd
 }

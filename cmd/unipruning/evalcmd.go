@@ -52,24 +52,25 @@ The report states model, protocol, file sha256, seqlen, windows and tokenizer.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runEval(f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.model, "model", "", "model: HF directory or llama2.c .bin file (required)")
-	fl.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer file when it is not in the model directory (llama2.c: tok512.bin)")
-	fl.StringVar(&f.dataset, "dataset", "", "protocol: wikitext2, c4 or lines (required)")
-	fl.StringVar(&f.text, "text", "", "the text file the protocol reads (wiki.test.raw, a C4 validation .jsonl, or a text file) (required)")
+	fl.StringVar(&f.model, "model", "", "model: HF directory, llama2.c .bin file, or an output directory of prune/extract/run")
+	fl.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer file when it is not in the model directory (llama2.c: tok512.bin; default: the model's own)")
+	fl.StringVar(&f.dataset, "dataset", "", "perplexity protocol: wikitext2, c4 or lines (with --text; this pair, --tasks, or both)")
+	fl.StringVar(&f.text, "text", "", "the text file the protocol reads (wiki.test.raw, a C4 validation .jsonl, or a text file)")
 	fl.IntVar(&f.seqlen, "seqlen", 0, "window length in tokens (default: min(2048, the model's context))")
 	fl.IntVar(&f.batch, "batch", 0, "windows per forward pass (default: about 4096 tokens' worth)")
 	fl.IntVar(&f.tasks.limit, "limit", 0, "score only the first N windows (0 = all); the report says so")
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object on stdout")
 	registerTaskFlags(cmd, &f.tasks)
+	markRequired(cmd, "model")
 	return cmd
 }
 
 func runEval(f evalFlags) error {
 	if (f.dataset == "" || f.text == "") && !f.tasks.enabled() {
-		return fmt.Errorf("give --dataset and --text (perplexity), --tasks (zero-shot accuracy), or both")
+		return missingFlag("dataset", "give --dataset and --text (perplexity), --tasks (zero-shot accuracy), or both")
 	}
 	if (f.dataset == "") != (f.text == "") {
-		return fmt.Errorf("--dataset and --text go together")
+		return usageError{fmt.Errorf("--dataset and --text go together")}
 	}
 	m, err := openModel(f.model, f.tokenizer, true)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,8 +33,8 @@ type extractFlags struct {
 
 func (f *extractFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.sparsities, "sparsity", "", "comma-separated unstructured sparsities, e.g. 0.5,0.6,0.7")
-	fl.StringVar(&f.patterns, "pattern", "", "comma-separated N:M patterns, e.g. 2:4,4:8")
+	fl.StringVar(&f.sparsities, "sparsity", "", "comma-separated unstructured sparsities in [0, 1), e.g. 0.5,0.6,0.7 (give this, --pattern or both)")
+	fl.StringVar(&f.patterns, "pattern", "", "comma-separated N:M patterns (1 ≤ N < M), e.g. 2:4,4:8")
 	fl.StringVar(&f.allocation, "allocation", extract.Uniform, "unstructured allocation: uniform (each matrix at the target, as the released code) or global (one ranking over all matrices)")
 	fl.BoolVar(&f.byRow, "by-row", false, "uniform allocation: rank within each output row")
 	fl.Float64Var(&f.maxSparsity, "max-layer-sparsity", 0, "global allocation: cap on any matrix's sparsity (guards against layer collapse; 0 = none)")
@@ -58,13 +57,14 @@ model in the input's layout, masks.safetensors and report.json.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&f.run, "run", "", "search run directory holding gamma.json (required)")
+	cmd.Flags().StringVar(&f.run, "run", "", "search run directory holding gamma.json")
 	cmd.Flags().StringVar(&f.model, "model", "", "the model the search ran on (default: the path recorded in the run)")
 	cmd.Flags().StringVar(&f.tokenizer, "tokenizer", "", "tokenizer (default: the run's)")
-	cmd.Flags().StringVar(&f.out, "out", "", "output directory; one subdirectory per target: sparsity-0.60, pattern-2of4 (required)")
+	cmd.Flags().StringVar(&f.out, "out", "", "output directory; one subdirectory per target: sparsity-0.60, pattern-2of4")
 	cmd.Flags().BoolVar(&f.force, "force", false, "replace an existing output directory")
-	cmd.Flags().BoolVar(&f.json, "json", false, "print the reports as a JSON array on stdout")
+	cmd.Flags().BoolVar(&f.json, "json", false, `print one JSON object on stdout: {"run", "out", "reports": {target: report.json}}`)
 	f.register(cmd)
+	markRequired(cmd, "run", "out")
 	return cmd
 }
 
@@ -74,41 +74,34 @@ func (f *extractFlags) targets() ([]extract.Target, error) {
 	for _, s := range splitList(f.sparsities) {
 		p, err := strconv.ParseFloat(s, 64)
 		if err != nil {
-			return nil, fmt.Errorf("--sparsity %q is not a number", s)
+			return nil, badFlag("sparsity", s, "not a number")
+		}
+		if err := checkFraction("sparsity", p); err != nil {
+			return nil, err
 		}
 		ts = append(ts, extract.Target{Sparsity: p, Allocation: f.allocation, ByRow: f.byRow, MaxMatrixSparsity: f.maxSparsity})
 	}
 	for _, s := range splitList(f.patterns) {
-		n, m, err := parsePattern(s)
+		n, m, err := parsePattern("pattern", s)
 		if err != nil {
 			return nil, err
 		}
 		ts = append(ts, extract.Target{N: n, M: m})
 	}
 	if len(ts) == 0 {
-		return nil, fmt.Errorf("give at least one --sparsity or --pattern")
+		return nil, missingFlag("sparsity", "give at least one --sparsity or --pattern")
 	}
 	seen := map[string]bool{}
 	for _, t := range ts {
 		if err := t.Validate(); err != nil {
-			return nil, err
+			return nil, usageError{err}
 		}
 		if seen[t.Name()] {
-			return nil, fmt.Errorf("target %s given twice", t.Name())
+			return nil, usageError{fmt.Errorf("target %s given twice", t.Name())}
 		}
 		seen[t.Name()] = true
 	}
 	return ts, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func runExtract(f extractFlags) ([]*report.Report, error) {
@@ -116,8 +109,11 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.out == "" || f.run == "" {
-		return nil, fmt.Errorf("--run and --out are required")
+	switch {
+	case f.run == "":
+		return nil, missingFlag("run", "the search run directory")
+	case f.out == "":
+		return nil, missingFlag("out", "the output directory")
 	}
 	if _, err := os.Stat(f.out); err == nil && !f.force {
 		return nil, fmt.Errorf("output %s already exists (pass --force to replace it)", f.out)
@@ -175,7 +171,11 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 		return nil, err
 	}
 	if f.json {
-		return reps, printJSON(reps)
+		byName := map[string]*report.Report{}
+		for i, r := range reps {
+			byName[targets[i].Name()] = r
+		}
+		return reps, printJSON(map[string]any{"run": f.run, "out": f.out, "reports": byName})
 	}
 	for i, r := range reps {
 		if err := finishReport(r, filepath.Join(f.out, targets[i].Name()), false); err != nil {
@@ -234,17 +234,4 @@ func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target
 		return nil, err
 	}
 	return rep, nil
-}
-
-// maskedFill applies the extracted masks to the ORIGINAL weights as they are
-// read from the input checkpoint.
-func maskedFill(byName map[string]extract.Result) func(string, []float32) (bool, error) {
-	return func(name string, data []float32) (bool, error) {
-		r, ok := byName[name]
-		if !ok {
-			return false, nil
-		}
-		r.Mask.Apply(data)
-		return true, nil
-	}
 }

@@ -29,9 +29,6 @@ func generateCmd() *cobra.Command {
 				return err
 			}
 			defer m.ck.Close()
-			if steps <= 0 {
-				return fmt.Errorf("--steps must be positive")
-			}
 			var ids []int32
 			for _, id := range m.tok.Encode(prompt, true, false) {
 				ids = append(ids, int32(id))
@@ -62,12 +59,13 @@ func generateCmd() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&modelPath, "model", "", "model: HF directory or llama2.c .bin file (required)")
-	fl.StringVar(&tokPath, "tokenizer", "", "tokenizer file when it is not in the model directory")
-	fl.StringVar(&prompt, "prompt", "", "text to continue (empty: start from BOS)")
+	fl.StringVar(&modelPath, "model", "", "model: HF directory, llama2.c .bin file, or an output directory of prune/extract/run")
+	fl.StringVar(&tokPath, "tokenizer", "", "tokenizer file when it is not in the model directory (default: the model's own)")
+	fl.StringVar(&prompt, "prompt", "", "text to continue (default: none, i.e. start from BOS)")
 	fl.IntVar(&steps, "steps", 128, "number of tokens to generate")
 	fl.Float64Var(&temperature, "temperature", 0, "sampling temperature; 0 = greedy (argmax)")
 	fl.Uint64Var(&seed, "seed", 0, "seed of the sampler (temperature > 0)")
 	fl.BoolVar(&asJSON, "json", false, "print {prompt, ids, text} as JSON on stdout")
+	markRequired(cmd, "model")
 	return cmd
 }

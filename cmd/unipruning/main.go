@@ -13,10 +13,38 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
 	"github.com/unipruning/unipruning/nn"
 )
 
+// Exit statuses.
+const (
+	exitFailed = 1 // the work failed (bad data, I/O, a cluster that gave up)
+	exitUsage  = 2 // an invalid command line: unknown command or flag, a bad or missing flag value
+)
+
+const exitStatusHelp = `
+Exit status: 0 on success, 1 when the work failed, 2 on an invalid command line
+(unknown command or flag, a bad or missing flag value). The reason is on stderr.
+`
+
 func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "unipruning:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitCode is the process status for an error returned by a command.
+func exitCode(err error) int {
+	if isUsage(err) {
+		return exitUsage
+	}
+	return exitFailed
+}
+
+// newRoot builds the command tree.
+func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "unipruning",
 		Short: "Prune LLaMA-family models with UniPruning and the standard baselines",
@@ -30,11 +58,19 @@ on stdout.`,
 		SilenceErrors: true,
 	}
 	kernel := root.PersistentFlags().String("kernel", "auto", "matrix kernel: auto (the best compiled in: "+nn.BestKernel()+"), "+strings.Join(nn.Kernels(), " or "))
-	// The kernel is chosen here, once, before any command computes.
-	root.PersistentPreRunE = func(*cobra.Command, []string) error { return nn.UseKernel(*kernel) }
-	root.AddCommand(evalCmd(), generateCmd(), tokenizeCmd(), pruneCmd(), searchCmd(), extractCmd(), runCmd(), tableCmd(), synthCmd(), convertCmd(), coordinatorCmd(), shardCmd(), natsCmd(), statusCmd(), fetchCmd())
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "unipruning:", err)
-		os.Exit(1)
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkFlags(cmd); err != nil {
+			return err
+		}
+		// The kernel is chosen here, once, before any command computes.
+		if err := nn.UseKernel(*kernel); err != nil {
+			return badFlag("kernel", *kernel, "%v", err)
+		}
+		return nil
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(evalCmd(), generateCmd(), tokenizeCmd(), pruneCmd(), searchCmd(), extractCmd(), runCmd(), tableCmd(), synthCmd(), convertCmd(), coordinatorCmd(), shardCmd(), natsCmd(), statusCmd(), fetchCmd())
+	documentDefaults(root)
+	root.SetUsageTemplate(root.UsageTemplate() + exitStatusHelp)
+	return root
 }

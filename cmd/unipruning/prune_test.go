@@ -13,12 +13,14 @@ import (
 	"github.com/unipruning/unipruning/report"
 )
 
+func ptr[T any](v T) *T { return &v }
+
 func storiesPrune(t *testing.T, method string) pruneFlags {
 	return pruneFlags{
 		model:     shareddata.Path(t, "models/stories260K/stories260K.bin"),
 		tokenizer: shareddata.Path(t, "models/stories260K/tok512.bin"),
 		calib:     shareddata.Path(t, "text/tinystories/TinyStories-train-head-944K.txt"),
-		method:    method, calibFormat: "lines", nsamples: 8, seqlen: 64, batch: 4, sparsity: -1,
+		method:    method, calibFormat: "lines", nsamples: 8, seqlen: 64, batch: 4,
 		out: filepath.Join(t.TempDir(), "out"),
 	}
 }
@@ -30,18 +32,22 @@ func TestPruneBadInput(t *testing.T) {
 		edit func(f *pruneFlags)
 		want string
 	}{
-		{func(f *pruneFlags) { f.sparsity = 1.2 }, "outside [0, 1)"},
-		{func(f *pruneFlags) { f.sparsity = -0.5; f.pattern = "" }, "--sparsity or --pattern is required"},
+		{func(f *pruneFlags) { f.sparsity = ptr(1.2) }, "outside [0, 1)"},
+		{func(f *pruneFlags) { f.sparsity = ptr(-0.5); f.pattern = "" }, "--sparsity -0.5: outside [0, 1)"},
+		{func(f *pruneFlags) { f.sparsity = ptr(-0.5); f.pattern = "2:4" }, "not both"},
+		{func(f *pruneFlags) {}, "--sparsity is required: give --sparsity P (unstructured) or --pattern N:M"},
+		{func(f *pruneFlags) { f.sparsity = ptr(0.5); f.method = "" }, "--method is required: magnitude, wanda, ria or sparsegpt"},
+		{func(f *pruneFlags) { f.sparsity = ptr(0.5); f.seqlen = -3 }, "--seqlen -3: must be positive"},
 		{func(f *pruneFlags) { f.pattern = "4:4" }, "1 ≤ N < M"},
 		{func(f *pruneFlags) { f.pattern = "2-4" }, "want N:M"},
-		{func(f *pruneFlags) { f.pattern = "2:4"; f.sparsity = 0.5 }, "not both"},
-		{func(f *pruneFlags) { f.method = "obs"; f.sparsity = 0.5 }, "unknown method"},
-		{func(f *pruneFlags) { f.sparsity = 0.5; f.seqlen = 4096 }, "exceeds the model's context"},
-		{func(f *pruneFlags) { f.sparsity = 0.5; f.byRow, f.byMatrix = true, true }, "exclude each other"},
-		{func(f *pruneFlags) { f.sparsity = 0.5; f.calib = "/nonexistent/calib.txt" }, "no such file"},
-		{func(f *pruneFlags) { f.sparsity = 0.5; f.calibFormat = "parquet" }, "unknown calibration format"},
+		{func(f *pruneFlags) { f.pattern = "2:4"; f.sparsity = ptr(0.5) }, "not both"},
+		{func(f *pruneFlags) { f.method = "obs"; f.sparsity = ptr(0.5) }, "unknown method"},
+		{func(f *pruneFlags) { f.sparsity = ptr(0.5); f.seqlen = 4096 }, "exceeds the model's context"},
+		{func(f *pruneFlags) { f.sparsity = ptr(0.5); f.byRow, f.byMatrix = true, true }, "exclude each other"},
+		{func(f *pruneFlags) { f.sparsity = ptr(0.5); f.calib = "/nonexistent/calib.txt" }, "no such file"},
+		{func(f *pruneFlags) { f.sparsity = ptr(0.5); f.calibFormat = "parquet" }, "unknown calibration format"},
 		{func(f *pruneFlags) {
-			f.sparsity = 0.5
+			f.sparsity = ptr(0.5)
 			f.evals.texts = []string{"/nonexistent"}
 			f.evals.datasets = []string{"lines"}
 		}, "--eval-text"},
@@ -61,13 +67,13 @@ func TestPruneBadInput(t *testing.T) {
 	short := filepath.Join(t.TempDir(), "short.txt")
 	os.WriteFile(short, []byte("Once upon a time.\n"), 0o644)
 	f := storiesPrune(t, "wanda")
-	f.sparsity, f.calib = 0.5, short
+	f.sparsity, f.calib = ptr(0.5), short
 	if err := runPrune(f); err == nil || !strings.Contains(err.Error(), "too short") {
 		t.Errorf("short calibration: %v", err)
 	}
 	// An existing output directory is refused unless --force.
 	f = storiesPrune(t, "magnitude")
-	f.sparsity = 0.5
+	f.sparsity = ptr(0.5)
 	os.MkdirAll(f.out, 0o755)
 	if err := runPrune(f); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Errorf("existing output: %v", err)
@@ -88,7 +94,7 @@ func TestPruneOutputs(t *testing.T) {
 			if strings.Contains(target, ":") {
 				f.pattern = target
 			} else {
-				f.sparsity = 0.6
+				f.sparsity = ptr(0.6)
 			}
 			if err := runPrune(f); err != nil {
 				t.Fatalf("%s %s: %v", method, target, err)
@@ -172,7 +178,7 @@ func checkCounts(t *testing.T, method, target string, m report.Matrix, kept int)
 // table of the dense and the pruned model.
 func TestPruneReportZeroShot(t *testing.T) {
 	f := storiesPrune(t, "magnitude")
-	f.sparsity = 0.5
+	f.sparsity = ptr(0.5)
 	f.evals.tasks.list = "arc_easy,winogrande"
 	f.evals.tasks.limit = 6
 	f.evals.tasks.dir = filepath.Dir(filepath.Dir(shareddata.Path(t, "tasks/arc_easy/arc_easy.jsonl")))

@@ -8,17 +8,15 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/unipruning/unipruning/job"
-	"github.com/unipruning/unipruning/model"
-	"github.com/unipruning/unipruning/shardrpc"
-
 	"github.com/spf13/cobra"
 
 	"github.com/unipruning/unipruning/consensus"
 	"github.com/unipruning/unipruning/coordinator"
-	"github.com/unipruning/unipruning/internal/shareddata"
+	"github.com/unipruning/unipruning/internal/datadir"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/report"
 	"github.com/unipruning/unipruning/shard"
+	"github.com/unipruning/unipruning/shardrpc"
 	"github.com/unipruning/unipruning/transport"
 )
 
@@ -54,11 +52,19 @@ is given.`,
 	}
 	f.search.register(cmd)
 	f.extract.register(cmd)
-	cmd.Flags().Lookup("sparsity").DefValue = "0.5,0.6,0.7,0.8"
+	fl := cmd.Flags()
+	fl.Lookup("sparsity").DefValue = "0.5,0.6,0.7,0.8"
 	f.extract.sparsities = "0.5,0.6,0.7,0.8"
-	cmd.Flags().Lookup("pattern").DefValue = "2:4"
+	fl.Lookup("pattern").DefValue = "2:4"
 	f.extract.patterns = "2:4"
-	cmd.Flags().BoolVar(&f.inproc, "inproc", false, "drive the shards directly instead of over the embedded NATS/Raft (same results; for comparison)")
+	fl.Lookup("model").Usage = "model: HF directory or llama2.c .bin file (default: the bundled stories260K, with its TinyStories calibration and evaluation texts)"
+	fl.Lookup("calib").Usage = "calibration text: C4-style .jsonl (--calib-format c4) or a text file (lines) (default with the bundled model: TinyStories train head)"
+	fl.Lookup("lr").Usage = "AdamW peak learning rate (10% linear warm-up, then linear decay to 0); with the bundled model the default is 1e-2 (docs/sweep.md), otherwise the released code's"
+	fl.Lookup("lr").DefValue = "1e-4"
+	fl.Lookup("json").Usage = `print one JSON object on stdout: {"out", "search_seconds", "extract_seconds", "reports": {target: report.json}}`
+	fl.Lookup("out").Usage = "output directory: <out>/search (Γ store), <out>/pruned/<target>, <out>/summary.json"
+	fl.BoolVar(&f.inproc, "inproc", false, "drive the shards directly instead of over the embedded NATS/Raft (same results; for comparison)")
+	markRequired(cmd, "out")
 	return cmd
 }
 
@@ -69,14 +75,21 @@ func bundledDefaults(f *runFlags) error {
 	if s.Model != "" {
 		return nil
 	}
-	dir, err := shareddata.Dir()
+	dir, err := datadir.Dir()
 	if err != nil {
 		return fmt.Errorf("no --model given and the bundled data is missing: %w", err)
 	}
 	s.Model = filepath.Join(dir, "models/stories260K/stories260K.bin")
-	s.Tokenizer = filepath.Join(dir, "models/stories260K/tok512.bin")
-	s.CalibPath = filepath.Join(dir, "text/tinystories/TinyStories-train-head-944K.txt")
-	s.CalibFormat, s.Seqlen = "lines", 256
+	if s.Tokenizer == "" {
+		s.Tokenizer = filepath.Join(dir, "models/stories260K/tok512.bin")
+	}
+	if s.CalibPath == "" {
+		s.CalibPath = filepath.Join(dir, "text/tinystories/TinyStories-train-head-944K.txt")
+		s.CalibFormat = "lines"
+	}
+	if s.Seqlen == 0 {
+		s.Seqlen = 256
+	}
 	if !f.lrSet {
 		// The learning rate the sweep found for this model (docs/sweep.md);
 		// the released code's 1e-4 is tuned for 7B+ models.
@@ -98,7 +111,7 @@ func runAll(ctx context.Context, f *runFlags) ([]*report.Report, error) {
 		return nil, err
 	}
 	if f.search.out == "" {
-		return nil, fmt.Errorf("--out is required")
+		return nil, missingFlag("out", "the output directory")
 	}
 	if _, err := f.extract.targets(); err != nil {
 		return nil, err
@@ -116,7 +129,7 @@ func runAll(ctx context.Context, f *runFlags) ([]*report.Report, error) {
 		}
 	}
 	sf := f.search
-	sf.out, sf.force = filepath.Join(root, "search"), false
+	sf.out, sf.force, sf.json = filepath.Join(root, "search"), false, false
 	start := time.Now()
 	var err error
 	if f.inproc {
@@ -134,8 +147,19 @@ func runAll(ctx context.Context, f *runFlags) ([]*report.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	printSummary(reps, searchSecs, time.Since(start).Seconds()-searchSecs)
-	return reps, writeJSONFile(filepath.Join(root, "summary.json"), reps)
+	extractSecs := time.Since(start).Seconds() - searchSecs
+	if err := writeJSONFile(filepath.Join(root, "summary.json"), reps); err != nil {
+		return nil, err
+	}
+	if f.search.json {
+		byName := map[string]*report.Report{}
+		for _, r := range reps {
+			byName[report.TargetName(r)] = r
+		}
+		return reps, printJSON(map[string]any{"out": root, "search_seconds": searchSecs, "extract_seconds": extractSecs, "reports": byName})
+	}
+	printSummary(reps, searchSecs, extractSecs)
+	return reps, nil
 }
 
 // runEmbeddedCluster runs the search on an embedded NATS server with a
@@ -179,28 +203,6 @@ func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
 	err = n.Run(ctx)
 	bar.Done()
 	return err
-}
-
-// resolveSpec fills the spec's defaults against the model (whose
-// tokenizer must load too).
-func resolveSpec(spec job.Spec) (job.Spec, error) {
-	l, err := openModel(spec.Model, spec.Tokenizer, false)
-	if err != nil {
-		return spec, err
-	}
-	defer l.ck.Close()
-	return completeSpec(spec, l.ck.Config)
-}
-
-// completeSpec resolves the window length against the model's context and
-// fills and checks the rest of the spec.
-func completeSpec(spec job.Spec, c *model.Config) (job.Spec, error) {
-	var err error
-	if spec.Seqlen, err = windowLength(spec.Seqlen, c); err != nil {
-		return spec, err
-	}
-	spec.Defaults()
-	return spec, spec.Validate()
 }
 
 // startShards runs n shard servers in this process, each with its own

@@ -15,7 +15,6 @@ import (
 	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
-	"github.com/unipruning/unipruning/provenance"
 	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/prune/gammastore"
 	"github.com/unipruning/unipruning/shard"
@@ -34,26 +33,26 @@ type searchFlags struct {
 func (f *searchFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	s := &f.spec
-	fl.StringVar(&s.Model, "model", "", "model: HF directory or llama2.c .bin file (required)")
-	fl.StringVar(&s.Tokenizer, "tokenizer", "", "tokenizer file when it is not in the model directory")
+	fl.StringVar(&s.Model, "model", "", "model: HF directory or llama2.c .bin file (required unless --resume)")
+	fl.StringVar(&s.Tokenizer, "tokenizer", "", "tokenizer file when it is not in the model directory (default: the model's own)")
 	fl.StringVar(&s.Mode, "mode", job.ModeGlobal, "reference (AdamW + per-matrix λ-quantile, as the released code), global (AdamW + one model-wide threshold) or frozen (no weight update, forward only, model-wide threshold)")
 	fl.StringVar((*string)(&s.Metric), "metric", string(prune.MetricStochRIA), "local saliency metric S(W): stochria (released code), ria, wanda or magnitude")
 	fl.Float64Var(&s.Kappa, "kappa", 0.01, "mirror-descent step κ in z ← z + κ(S − Γ)")
 	fl.Float64Var(&s.Lambda, "lambda", 0.001, "threshold budget λ: the fraction of weights whose |z| falls below τ each step")
-	fl.Float64Var(&s.LR, "lr", 1e-4, "AdamW peak learning rate (10% linear warm-up, then linear decay to 0)")
+	fl.Float64Var(&s.LR, "lr", 1e-4, "AdamW peak learning rate (10% linear warm-up, then linear decay to 0); the default is the released code's, tuned for 7B+ models (stories260K: 1e-2, docs/sweep.md)")
 	fl.Float64Var(&s.ClipNorm, "clip", 1.0, "gradient clipping at this global norm")
 	fl.Float64Var(&s.Lambda2, "lambda2", 0, "ProxSparse N:M (2:4) regulariser on the weights after each AdamW step (0 = off; the released 2:4 script uses 0.001)")
 	fl.IntVar(&s.Steps, "steps", 128, "search steps; each uses one calibration window")
 	fl.Uint64Var(&s.Seed, "seed", 0, "seed of calibration sampling and of the stochria subsets")
-	fl.StringVar(&s.CalibPath, "calib", "", "calibration text: C4-style .jsonl (--calib-format c4) or a text file (lines) (required)")
+	fl.StringVar(&s.CalibPath, "calib", "", "calibration text: C4-style .jsonl (--calib-format c4) or a text file (lines) (required unless --resume)")
 	fl.StringVar(&s.CalibFormat, "calib-format", "c4", "calibration sampler: c4 or lines")
 	fl.IntVar(&s.Seqlen, "seqlen", 0, "calibration window length (default: min(2048, the model's context))")
 	fl.IntVar(&s.CheckpointEvery, "checkpoint-every", 16, "checkpoint every C steps (0 = never); --resume continues from the newest")
 	fl.IntVar(&f.shards, "shards", 1, "in-process shards (contiguous layer ranges balanced by parameter count)")
-	fl.StringVar(&f.out, "out", "", "run directory: Γ store (gamma.json, gamma/), checkpoints, ledger (required)")
+	fl.StringVar(&f.out, "out", "", "run directory: Γ store (gamma.json, gamma/), checkpoints, ledger")
 	fl.BoolVar(&f.resume, "resume", false, "continue an interrupted search in --out from its newest checkpoint (with no other flags: the run's own settings)")
 	fl.BoolVar(&f.force, "force", false, "start afresh, deleting an existing run directory")
-	fl.BoolVar(&f.json, "json", false, "print the Γ store manifest as JSON on stdout")
+	fl.BoolVar(&f.json, "json", false, "print the Γ store manifest (gamma.json) on stdout as one JSON object")
 }
 
 func searchCmd() *cobra.Command {
@@ -80,19 +79,20 @@ bitwise the same Γ as an uninterrupted one. Masks for any sparsity then come fr
 		},
 	}
 	f.register(cmd)
+	markRequired(cmd, "out")
 	return cmd
 }
 
 // prepareRunDir creates, reuses (resume) or replaces (force) a run directory.
 func prepareRunDir(f *searchFlags) error {
 	if f.out == "" {
-		return fmt.Errorf("--out is required")
+		return missingFlag("out", "the run directory")
 	}
 	_, err := os.Stat(f.out)
 	exists := err == nil
 	switch {
 	case f.resume && f.force:
-		return fmt.Errorf("--resume and --force exclude each other")
+		return conflictingFlags("resume", "force")
 	case f.resume && !exists:
 		return fmt.Errorf("--resume: run directory %s does not exist", f.out)
 	case exists && !f.resume && !f.force:
@@ -121,6 +121,12 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 		if err := json.Unmarshal(b, &spec); err != nil {
 			return nil, fmt.Errorf("%s/spec.json: %w", f.out, err)
 		}
+	}
+	switch {
+	case spec.Model == "":
+		return nil, missingFlag("model", "the model to search (or --resume to continue a run)")
+	case spec.CalibPath == "":
+		return nil, missingFlag("calib", "the calibration text")
 	}
 	ck, err := model.Open(spec.Model, spec.Tokenizer)
 	if err != nil {
@@ -212,36 +218,4 @@ func stepPrinter(bar *progress) func(coordinator.StepInfo) {
 		}
 		bar.Set(s.Step, extra)
 	}
-}
-
-// searchManifest describes a finished search for its Γ store, with the
-// calibration data it drew and this machine.
-func searchManifest(spec job.Spec, ck *model.Checkpoint, steps map[int]job.StepFacts, resumed int) (*gammastore.Manifest, error) {
-	man, err := gammastore.NewManifest(spec, ck, steps, resumed)
-	if err != nil {
-		return nil, err
-	}
-	man.Machine = provenance.ThisMachine(nn.ActiveKernel())
-	if man.Calibration, err = shard.Calibration(spec); err != nil {
-		// A coordinator need not see the calibration file the shards read.
-		logf("note: the Γ manifest does not describe the calibration data: %v", err)
-	}
-	return man, nil
-}
-
-// partRefs pairs the shards' Γ parts with the layers they cover.
-func partRefs(refs []job.Ref, parts []nn.Part) []gammastore.PartRef {
-	out := make([]gammastore.PartRef, len(refs))
-	for i, r := range refs {
-		out[i] = gammastore.PartRef{Ref: r, Layers: [2]int{parts[i].From, parts[i].To}}
-	}
-	return out
-}
-
-func writeJSONFile(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }

@@ -21,7 +21,7 @@ func TestTableNeedsPrunedEvals(t *testing.T) {
 	if err := rep.Write(filepath.Join(dir, "report.json")); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := collectResults(root)
+	_, err := report.Collect(root)
 	if err == nil || !strings.Contains(err.Error(), "no report under") {
 		t.Fatalf("got %v, want the no-pruned-perplexity error", err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -9,49 +8,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
-
-	"github.com/unipruning/unipruning/model"
-	"github.com/unipruning/unipruning/model/tokenizer"
-	"github.com/unipruning/unipruning/nn"
 )
-
-// loaded is an opened model with its tokenizer and (optionally) weights.
-type loaded struct {
-	ck  *model.Checkpoint
-	tok tokenizer.Tokenizer
-	w   *nn.Weights[float32]
-}
-
-// openModel opens a checkpoint and its tokenizer; with weights it also
-// loads the whole model into memory.
-func openModel(path, tokPath string, weights bool) (*loaded, error) {
-	if path == "" {
-		return nil, fmt.Errorf("--model is required")
-	}
-	ck, err := model.Open(path, tokPath)
-	if err != nil {
-		return nil, err
-	}
-	l := &loaded{ck: ck}
-	if l.tok, err = ck.LoadTokenizer(); err != nil {
-		ck.Close()
-		return nil, err
-	}
-	if weights {
-		if l.w, err = nn.Load[float32](ck, nn.Whole(ck.Config)); err != nil {
-			ck.Close()
-			return nil, err
-		}
-	}
-	return l, nil
-}
-
-// printJSON writes v as one JSON object on stdout.
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
 
 // logf writes a progress/status line to stderr.
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
@@ -111,16 +68,4 @@ func (p *progress) Done() {
 	if p.bar != nil {
 		p.bar.Finish()
 	}
-}
-
-// windowLength resolves a --seqlen flag against the model: 0 means
-// min(2048, context); longer than the context is an error.
-func windowLength(seqlen int, c *model.Config) (int, error) {
-	if seqlen == 0 {
-		seqlen = min(2048, c.MaxSeq)
-	}
-	if seqlen > c.MaxSeq {
-		return 0, fmt.Errorf("--seqlen %d exceeds the model's context of %d tokens", seqlen, c.MaxSeq)
-	}
-	return seqlen, nil
 }

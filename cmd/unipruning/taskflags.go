@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/unipruning/unipruning/eval/tasks"
-	"github.com/unipruning/unipruning/internal/shareddata"
+	"github.com/unipruning/unipruning/internal/datadir"
 	"github.com/unipruning/unipruning/model/tokenizer"
 	"github.com/unipruning/unipruning/nn"
 )
@@ -36,7 +36,7 @@ func registerTaskFlags(cmd *cobra.Command, t *taskFlags) {
 	fl := cmd.Flags()
 	fl.StringVar(&t.list, "tasks", "", "zero-shot tasks to score as lm-evaluation-harness does: "+
 		strings.Join(tasks.Names(), ",")+", or all (the first eight)")
-	fl.StringVar(&t.dir, "tasks-dir", "", "directory of the task data (default: shared/data/tasks beside the checkout, or $"+shareddata.EnvVar+"/tasks)")
+	fl.StringVar(&t.dir, "tasks-dir", "", "directory of the task data (default: shared/data/tasks beside the checkout, or $"+datadir.EnvVar+"/tasks)")
 	fl.IntVar(&t.batch, "tasks-batch", 0, "loglikelihood requests per forward pass (default: about 4096 tokens' worth)")
 	fl.BoolVar(&t.noBOS, "tasks-no-bos", false, "encode task prompts without BOS (as Wanda's harness fork; the harness adds it for LLaMA)")
 	fl.BoolVar(&t.skip, "tasks-skip-too-long", false, "drop (and report) items whose answer alone exceeds the model's context, "+
@@ -56,7 +56,7 @@ func (t *taskFlags) tasksDir() (string, error) {
 	if t.dir != "" {
 		return t.dir, nil
 	}
-	d, err := shareddata.Dir()
+	d, err := datadir.Dir()
 	if err != nil {
 		return "", fmt.Errorf("--tasks-dir is required: %v", err)
 	}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/unipruning/unipruning/eval"
+	"github.com/unipruning/unipruning/eval/tasks"
+	"github.com/unipruning/unipruning/model/tokenizer"
+	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/report"
+)
+
+// evalSpec is the --eval-* flags shared by prune, extract and run.
+type evalSpec struct {
+	datasets, texts []string
+	seqlen          int
+	skipDense       bool
+	tasks           taskFlags
+}
+
+// any reports whether any evaluation was asked for.
+func (e *evalSpec) any() bool { return len(e.texts) > 0 || e.tasks.enabled() }
+
+func (e *evalSpec) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringArrayVar(&e.datasets, "eval-dataset", nil, "perplexity protocol of each --eval-text: wikitext2, c4 or lines (one value applies to all)")
+	fl.StringArrayVar(&e.texts, "eval-text", nil, "evaluate the dense and pruned model on this text (repeatable)")
+	fl.IntVar(&e.seqlen, "eval-seqlen", 0, "evaluation window length (default: the calibration --seqlen)")
+	fl.BoolVar(&e.skipDense, "eval-skip-dense", false, "evaluate only the pruned model (the dense figure is known)")
+	registerTaskFlags(cmd, &e.tasks)
+}
+
+func (e *evalSpec) validate() error {
+	if len(e.texts) == 0 {
+		if len(e.datasets) > 0 {
+			return fmt.Errorf("--eval-dataset needs --eval-text")
+		}
+		return nil
+	}
+	if len(e.datasets) != 1 && len(e.datasets) != len(e.texts) {
+		return fmt.Errorf("give one --eval-dataset, or one per --eval-text (%d texts, %d datasets)", len(e.texts), len(e.datasets))
+	}
+	for _, t := range e.texts {
+		if _, err := os.Stat(t); err != nil {
+			return fmt.Errorf("--eval-text: %w", err)
+		}
+	}
+	for _, d := range e.datasets {
+		if d != eval.WikiText2 && d != eval.C4 && d != eval.Lines {
+			return fmt.Errorf("unknown --eval-dataset %q (want wikitext2, c4 or lines)", d)
+		}
+	}
+	return nil
+}
+
+func (e *evalSpec) dataset(i int) string {
+	if len(e.datasets) == 1 {
+		return e.datasets[0]
+	}
+	return e.datasets[i]
+}
+
+// zeroShot scores the --tasks on a model into rep (label: dense, pruned).
+func (e *evalSpec) zeroShot(label string, w *nn.Weights[float32], tok tokenizer.Tokenizer, rep *report.Report) error {
+	if !e.tasks.enabled() {
+		return nil
+	}
+	bar := newProgress(1, "zero-shot "+label)
+	zs, err := runTasks(w, tok, &e.tasks, func(d, t int) { bar.SetTotal(t); bar.Set(d, "") })
+	bar.Done()
+	if err != nil {
+		return err
+	}
+	if rep.ZeroShot == nil {
+		rep.ZeroShot = map[string]*tasks.Report{}
+	}
+	rep.ZeroShot[label] = zs
+	logf("zero-shot %s: mean acc %.4f over %d tasks", label, zs.MeanAcc, len(zs.Tasks))
+	return nil
+}
+
+// score evaluates a model on every requested text and task into rep
+// (label: dense, pruned).
+func (e *evalSpec) score(label string, w *nn.Weights[float32], tok tokenizer.Tokenizer, tokName string, seqlen int, rep *report.Report) error {
+	evs, err := e.run(label, w, tok, tokName, seqlen)
+	rep.Evals = append(rep.Evals, evs...)
+	if err != nil {
+		return err
+	}
+	return e.zeroShot(label, w, tok, rep)
+}
+
+// run scores a model on every requested text.
+func (e *evalSpec) run(label string, w *nn.Weights[float32], tok eval.Tokenizer, tokName string, seqlen int) ([]report.Eval, error) {
+	var out []report.Eval
+	if e.seqlen > 0 {
+		seqlen = e.seqlen
+	}
+	for i, text := range e.texts {
+		r, err := perplexityOf(label, w, tok, e.dataset(i), text, seqlen)
+		if err != nil {
+			return nil, err
+		}
+		r.Manifest.Tokenizer = tokName
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func perplexityOf(label string, w *nn.Weights[float32], tok eval.Tokenizer, dataset, text string, seqlen int) (report.Eval, error) {
+	return perplexityLimited(label, w, tok, dataset, text, seqlen, 0, 0)
+}
+
+// perplexityLimited is perplexityOf on the first limit windows (0: all),
+// batch windows per forward pass (0: about 4096 tokens' worth).
+func perplexityLimited(label string, w *nn.Weights[float32], tok eval.Tokenizer, dataset, text string, seqlen, limit, batch int) (report.Eval, error) {
+	ws, man, err := eval.EvalWindows(dataset, text, tok, seqlen)
+	if err != nil {
+		return report.Eval{}, err
+	}
+	if limit > 0 && limit < len(ws) {
+		ws = ws[:limit]
+		man.Note += fmt.Sprintf(" limited to the first %d of %d windows", limit, man.Windows)
+		man.Windows = limit
+	}
+	if batch == 0 {
+		batch = eval.BatchFor(seqlen)
+	}
+	start := time.Now()
+	bar := newProgress(len(ws), fmt.Sprintf("ppl %s %s", label, filepath.Base(text)))
+	res, err := eval.Perplexity(nn.NewStage(w), ws, batch, func(d, t int) { bar.Set(d, "") })
+	bar.Done()
+	if err != nil {
+		return report.Eval{}, err
+	}
+	logf("ppl %-6s %s (%s, seqlen %d, %d windows): %.4f", label, text, dataset, seqlen, len(ws), res.PPL())
+	return report.Eval{Model: label, Manifest: man, PPL: res.PPL(), NLL: res.Sum / float64(res.Count),
+		Predicted: res.Count, Seconds: time.Since(start).Seconds()}, nil
+}
