@@ -41,9 +41,12 @@ type NodeConfig struct {
 	// ends), e.g. under a StatefulSet that restarts exited containers.
 	StayAfterDone bool
 	Calls         shardrpc.CallOptions
-	OnStep        func(StepInfo)
-	Log           *slog.Logger
-	Metrics       *Metrics
+	// Dial returns the client of shard id, which is to own part under
+	// epoch (default: a shardrpc.Remote over Conn; tests: in-process fakes).
+	Dial    func(id string, part nn.Part, epoch uint64) shardrpc.API
+	OnStep  func(StepInfo)
+	Log     *slog.Logger
+	Metrics *Metrics
 }
 
 // Node is one coordinator replica. Every replica runs Run; the Raft leader
@@ -72,6 +75,11 @@ func NewNode(cfg NodeConfig) *Node {
 	}
 	if cfg.Linger == 0 {
 		cfg.Linger = 2 * time.Second
+	}
+	if cfg.Dial == nil {
+		cfg.Dial = func(id string, part nn.Part, epoch uint64) shardrpc.API {
+			return shardrpc.NewRemote(cfg.Conn, cfg.Subj, id, part, epoch, cfg.Calls)
+		}
 	}
 	return &Node{cfg: cfg, log: cfg.Log.With("coordinator", cfg.ID), alive: newLiveness()}
 }
@@ -179,7 +187,7 @@ func (n *Node) lead(ctx context.Context) error {
 	if err != nil || j == nil {
 		return err
 	}
-	backoff, same, last := 200*time.Millisecond, 0, ""
+	policy := newRetryPolicy(n.cfg.MaxFailures)
 	for attempt := 1; ; attempt++ {
 		if n.cfg.Raft.State().Status == consensus.StatusDone {
 			return nil
@@ -191,30 +199,24 @@ func (n *Node) lead(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if errors.Is(err, shardrpc.ErrStaleEpoch) || errors.Is(err, consensus.ErrStaleEpoch) || errors.Is(err, consensus.ErrNotLeader) {
-			// A newer epoch exists: another replica leads now. Step down.
+		act, wait := policy.next(err)
+		if act == stepDown {
 			n.log.Warn("fenced off by a newer epoch; stepping down", "err", err)
 			return nil
 		}
 		n.cfg.Metrics.Recoveries.Inc()
-		if err.Error() == last {
-			same++
-		} else {
-			same, last, backoff = 1, err.Error(), 200*time.Millisecond
-		}
-		if same >= n.cfg.MaxFailures {
-			n.log.Error("the same failure keeps recurring; marking the job failed", "attempts", same, "err", err)
+		if act == failJob {
+			n.log.Error("the same failure keeps recurring; marking the job failed", "attempts", policy.same, "err", err)
 			n.setStatus(ctx, consensus.StatusFailed, err.Error())
 			return nil
 		}
-		n.log.Warn("attempt failed; recovering: new epoch, roll back to the newest common checkpoint, replay", "attempt", attempt, "err", err, "retry_in", backoff)
+		n.log.Warn("attempt failed; recovering: new epoch, roll back to the newest common checkpoint, replay", "attempt", attempt, "err", err, "retry_in", wait)
 		n.setStatus(ctx, consensus.StatusRecovering, err.Error())
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 
@@ -282,7 +284,7 @@ func (n *Node) attempt(ctx context.Context, j *job.Job, attempt int) error {
 	n.cfg.Metrics.Epoch.Set(float64(epoch))
 	remotes := make([]shardrpc.API, len(parts))
 	for i, p := range parts {
-		remotes[i] = shardrpc.NewRemote(n.cfg.Conn, n.cfg.Subj, ids[i], p, epoch, n.cfg.Calls)
+		remotes[i] = n.cfg.Dial(ids[i], p, epoch)
 	}
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
