@@ -8,11 +8,18 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/unipruning
 DATA ?= ../shared/data
-HAVE_OPENBLAS := $(shell ls /usr/lib/*/libopenblas.so /usr/lib/libopenblas.so 2>/dev/null | head -1)
-ifneq ($(HAVE_OPENBLAS),)
-TAGS ?= openblas
-endif
-GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS),)
+OPENBLAS_LIBS ?= /usr/lib/*/libopenblas.so /usr/lib/libopenblas.so
+# How setup installs OpenBLAS (overridable, e.g. by the test of this file).
+INSTALL_OPENBLAS ?= if command -v apt-get >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libopenblas-dev; \
+	else echo "OpenBLAS not found and no apt-get: building with the pure-Go kernel"; fi
+DEMO ?= ./scripts/demo.sh
+# The build tag is decided when a recipe runs, not when make reads this
+# file (recursive "=", a fresh look each time): `make demo` builds with
+# OpenBLAS once its setup step has installed it.
+TAGS ?= $(if $(shell ls $(OPENBLAS_LIBS) 2>/dev/null | head -1),openblas,)
+GOFLAGS_TAGS = $(if $(TAGS),-tags $(TAGS),)
 
 .PHONY: all setup build test test-short vet fmt demo bench fuzz results clean static chaos
 
@@ -20,12 +27,7 @@ all: build
 
 ## setup: install system packages (OpenBLAS) and fetch Go modules
 setup:
-	@if ! ls /usr/lib/*/libopenblas.so >/dev/null 2>&1; then \
-		if command -v apt-get >/dev/null; then \
-			SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-			$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libopenblas-dev; \
-		else echo "OpenBLAS not found and no apt-get: building with the pure-Go kernel"; fi; \
-	fi
+	@if ! ls $(OPENBLAS_LIBS) >/dev/null 2>&1; then $(INSTALL_OPENBLAS); fi
 	$(GO) mod download
 
 ## build: the unipruning binary in bin/ (OpenBLAS when available)
@@ -49,7 +51,7 @@ test: vet
 
 ## demo: set up and run the main job on the bundled defaults
 demo: setup build
-	./scripts/demo.sh $(BIN) $(DATA)
+	$(DEMO) $(BIN) $(DATA)
 
 ## bench: micro and model benchmarks (figures in docs/benchmarks.md)
 bench: build

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -54,7 +55,29 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.Off {
 		return
 	}
-	a.l.Log(context.Background(), toSlogLevel(level), msg, args...)
+	a.l.Log(context.Background(), toSlogLevel(expectedLevel(level, msg, args)), msg, args...)
+}
+
+// initialElection is raft's warning when a follower's heartbeat timer
+// fires and it stands for election.
+const initialElection = "heartbeat timeout reached, starting election"
+
+// expectedLevel lowers to info the raft warnings that describe normal
+// operation, so that a healthy start prints no warning: a node that has
+// never seen a leader (every start of a cluster, and of the one-process
+// mode with its single node) reaches the heartbeat timeout by design. The
+// same timeout with a leader known before stays a warning: that leader is
+// gone.
+func expectedLevel(level hclog.Level, msg string, args []any) hclog.Level {
+	if level != hclog.Warn || msg != initialElection {
+		return level
+	}
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, _ := args[i].(string); k == "last-leader-id" && fmt.Sprint(args[i+1]) != "" {
+			return level
+		}
+	}
+	return hclog.Info
 }
 
 func (a *hclogAdapter) enabled(l slog.Level) bool { return a.l.Enabled(context.Background(), l) }

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 func TestSingleNodeBootstrapPersists(t *testing.T) {
@@ -234,5 +237,27 @@ func TestOpenConfig(t *testing.T) {
 	dup.DataDir = first.cfg.DataDir
 	if _, err := Open(dup); err == nil {
 		t.Error("two nodes opened the same DataDir")
+	}
+}
+
+// TestExpectedLevel: raft's heartbeat-timeout warning is information when
+// the node has never seen a leader (every start), a warning when a known
+// leader went silent; other warnings keep their level.
+func TestExpectedLevel(t *testing.T) {
+	cases := []struct {
+		level hclog.Level
+		msg   string
+		args  []any
+		want  hclog.Level
+	}{
+		{hclog.Warn, initialElection, []any{"last-leader-addr", raft.ServerAddress(""), "last-leader-id", raft.ServerID("")}, hclog.Info},
+		{hclog.Warn, initialElection, []any{"last-leader-addr", raft.ServerAddress("10.0.0.1:7001"), "last-leader-id", raft.ServerID("c1")}, hclog.Warn},
+		{hclog.Warn, "failed to contact quorum of nodes, stepping down", nil, hclog.Warn},
+		{hclog.Error, initialElection, nil, hclog.Error},
+	}
+	for _, c := range cases {
+		if got := expectedLevel(c.level, c.msg, c.args); got != c.want {
+			t.Errorf("%v %q %v: %v, want %v", c.level, c.msg, c.args, got, c.want)
+		}
 	}
 }

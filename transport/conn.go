@@ -109,6 +109,11 @@ func (c *Conn) natsOptions(opts Options) ([]nats.Option, error) {
 		// reconnect buffer only duplicates memory; 32 MiB absorbs short blips.
 		nats.ReconnectBufSize(32 << 20),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				// Our own Close: normal. A lost server comes with its error.
+				c.log.Info("nats disconnected")
+				return
+			}
 			c.log.Warn("nats disconnected", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {

@@ -230,3 +230,21 @@ func TestConnectionStateLogged(t *testing.T) {
 		t.Errorf("log lacks client name: %s", buf.String())
 	}
 }
+
+// TestDisconnectLogLevel: closing a connection ourselves is logged as
+// information, not a warning; losing the server is a warning with its
+// error.
+func TestDisconnectLogLevel(t *testing.T) {
+	srv := startServer(t, ServerConfig{})
+	log, buf := captureLogger()
+	c := connect(t, srv.ClientURL(), Options{Logger: log})
+	c.Close()
+	waitFor(t, 2*time.Second, "the disconnect log line", func() bool { return buf.Contains("nats disconnected") })
+	if buf.Contains("level=WARN") {
+		t.Fatalf("our own Close logged a warning:\n%s", buf)
+	}
+	log2, buf2 := captureLogger()
+	connect(t, srv.ClientURL(), Options{Logger: log2})
+	srv.Shutdown()
+	waitFor(t, 5*time.Second, "the lost-server warning", func() bool { return buf2.Contains("level=WARN msg=\"nats disconnected\"") })
+}
