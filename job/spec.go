@@ -2,8 +2,9 @@
 // process that takes part in it: the spec that determines Γ, the cluster
 // job around it, and the small facts recorded while it runs (per-step
 // scalars, checkpoint manifests, references to stored images). It holds
-// types only, so the coordinator, the Raft state machine, the shard worker
-// and the Γ store agree on one definition of each fact.
+// these types with their validation and nothing that computes, so the
+// coordinator, the Raft state machine, the shard worker and the Γ store
+// agree on one definition of each fact.
 package job
 
 import (

@@ -38,21 +38,21 @@ func (e *evalSpec) register(cmd *cobra.Command) {
 func (e *evalSpec) validate() error {
 	if len(e.texts) == 0 {
 		if len(e.datasets) > 0 {
-			return fmt.Errorf("--eval-dataset needs --eval-text")
+			return missingFlag("eval-text", "--eval-dataset names the protocol of an --eval-text")
 		}
 		return nil
 	}
 	if len(e.datasets) != 1 && len(e.datasets) != len(e.texts) {
-		return fmt.Errorf("give one --eval-dataset, or one per --eval-text (%d texts, %d datasets)", len(e.texts), len(e.datasets))
+		return usageError{fmt.Errorf("give one --eval-dataset, or one per --eval-text (%d texts, %d datasets)", len(e.texts), len(e.datasets))}
 	}
 	for _, t := range e.texts {
 		if _, err := os.Stat(t); err != nil {
-			return fmt.Errorf("--eval-text: %w", err)
+			return badFlag("eval-text", t, "%v", err)
 		}
 	}
 	for _, d := range e.datasets {
 		if d != eval.WikiText2 && d != eval.C4 && d != eval.Lines {
-			return fmt.Errorf("unknown --eval-dataset %q (want wikitext2, c4 or lines)", d)
+			return badFlag("eval-dataset", d, "unknown protocol (want wikitext2, c4 or lines)")
 		}
 	}
 	return nil
