@@ -1,7 +1,6 @@
 package main
 
 import (
-
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/model/tokenizer"
 	"github.com/unipruning/unipruning/nn"
