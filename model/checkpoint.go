@@ -162,6 +162,10 @@ func (ck *Checkpoint) checkTensors() error {
 	for l := 0; l < c.Layers; l++ {
 		want[AttnNormName(l)] = []int{c.Dim}
 		want[MLPNormName(l)] = []int{c.Dim}
+		if c.QKNorm {
+			want[QNormName(l)] = []int{c.HeadDim}
+			want[KNormName(l)] = []int{c.HeadDim}
+		}
 		for m := Matrix(0); m < NumMatrices; m++ {
 			out, in := m.Shape(c)
 			want[Target{l, m}.TensorName()] = []int{out, in}

@@ -22,7 +22,7 @@ type RopeScaling struct {
 
 // Config is the architecture of a LLaMA-family decoder.
 type Config struct {
-	Arch      string       `json:"arch"` // LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, llama2c
+	Arch      string       `json:"arch"` // LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, llama2c
 	Dim       int          `json:"dim"`
 	Hidden    int          `json:"hidden"` // MLP intermediate size
 	Layers    int          `json:"layers"`
@@ -39,8 +39,13 @@ type Config struct {
 	RopeInterleaved bool `json:"rope_interleaved"`
 	TiedHead        bool `json:"tied_head"`
 	QKVBias         bool `json:"qkv_bias"` // Qwen2, or attention_bias
-	OBias           bool `json:"o_bias"`   // attention_bias (LLaMA) also biases o_proj
-	SlidingWindow   int  `json:"sliding_window,omitempty"`
+	OBias           bool `json:"o_bias"`   // attention_bias (LLaMA, Qwen3) also biases o_proj
+	// QKNorm applies an RMSNorm of width HeadDim to every query and key head
+	// after the projection and before RoPE (Qwen3's q_norm / k_norm).
+	QKNorm bool `json:"qk_norm,omitempty"`
+	// SlidingWindow: a query sees only the last SlidingWindow keys (itself
+	// included), as Mistral's sliding_window; 0 = full causal attention.
+	SlidingWindow int `json:"sliding_window,omitempty"`
 	BOS             int  `json:"bos"`
 	EOS             int  `json:"eos"`
 	// DType is the storage dtype of the checkpoint's weights ("F32", "BF16", "F16").
@@ -142,8 +147,10 @@ type hfConfig struct {
 	AttentionBias     bool            `json:"attention_bias"`
 	MLPBias           bool            `json:"mlp_bias"`
 	HiddenAct         string          `json:"hidden_act"`
-	SlidingWindow     *int            `json:"sliding_window"`
-	UseSlidingWindow  *bool           `json:"use_sliding_window"`
+	SlidingWindow     json.RawMessage `json:"sliding_window"` // absent, null or an int
+	UseSlidingWindow  bool            `json:"use_sliding_window"`
+	MaxWindowLayers   *int            `json:"max_window_layers"`
+	LayerTypes        []string        `json:"layer_types"`
 	BOS               any             `json:"bos_token_id"`
 	EOS               any             `json:"eos_token_id"`
 	TorchDType        string          `json:"torch_dtype"`
@@ -184,13 +191,17 @@ func ParseHFConfig(b []byte) (*Config, error) {
 		Heads: h.NumHeads, KVHeads: h.NumHeads, Vocab: h.VocabSize, MaxSeq: h.MaxPos,
 		NormEps: h.RMSNormEps, RopeTheta: 10000, TiedHead: false,
 		QKVBias: arch == "Qwen2ForCausalLM" || h.AttentionBias, OBias: h.AttentionBias && arch != "Qwen2ForCausalLM",
-		BOS: tokenID(h.BOS, 1), EOS: tokenID(h.EOS, 2), DType: hfDType(h.TorchDType, h.DType),
+		QKNorm: arch == "Qwen3ForCausalLM",
+		BOS:    tokenID(h.BOS, 1), EOS: tokenID(h.EOS, 2), DType: hfDType(h.TorchDType, h.DType),
 	}
 	if h.NumKVHeads != nil {
 		c.KVHeads = *h.NumKVHeads
 	}
 	if h.NumHeads > 0 {
 		c.HeadDim = h.HiddenSize / h.NumHeads
+	}
+	if arch == "Qwen3ForCausalLM" {
+		c.HeadDim = 128 // Qwen3Config's default: head_dim does not follow hidden_size
 	}
 	if h.HeadDim != nil && *h.HeadDim > 0 {
 		c.HeadDim = *h.HeadDim
@@ -204,10 +215,47 @@ func ParseHFConfig(b []byte) (*Config, error) {
 	if err := readRope(&h, c); err != nil {
 		return nil, err
 	}
-	if h.SlidingWindow != nil && *h.SlidingWindow > 0 && (h.UseSlidingWindow == nil || *h.UseSlidingWindow) && arch == "MistralForCausalLM" {
-		c.SlidingWindow = *h.SlidingWindow
+	if err := readSlidingWindow(&h, c); err != nil {
+		return nil, err
 	}
 	return c, c.Validate()
+}
+
+// readSlidingWindow follows transformers: Mistral attends within
+// sliding_window on every layer (MistralConfig's default is 4096 when the key
+// is absent; null turns it off); Qwen2/Qwen3 only when use_sliding_window is
+// set, and then only on layers ≥ max_window_layers, which this engine does
+// not implement, so such configs are refused rather than run wrongly.
+func readSlidingWindow(h *hfConfig, c *Config) error {
+	for i, t := range h.LayerTypes {
+		if t != "full_attention" {
+			return fmt.Errorf("config: layer %d has layer type %q; only full_attention layers are supported (per-layer sliding windows are not)", i, t)
+		}
+	}
+	window := 0
+	if raw := h.SlidingWindow; len(raw) > 0 && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &window); err != nil {
+			return fmt.Errorf("config: sliding_window %s is not an integer", raw)
+		}
+	}
+	switch c.Arch {
+	case "MistralForCausalLM":
+		if len(h.SlidingWindow) == 0 {
+			window = 4096
+		}
+		if window > 0 {
+			c.SlidingWindow = window
+		}
+	case "Qwen2ForCausalLM", "Qwen3ForCausalLM":
+		maxWindow := 28 // Qwen2Config / Qwen3Config default
+		if h.MaxWindowLayers != nil {
+			maxWindow = *h.MaxWindowLayers
+		}
+		if h.UseSlidingWindow && window > 0 && maxWindow < c.Layers {
+			return fmt.Errorf("config: use_sliding_window=true (window %d on layers %d..%d) is not supported; only full attention is", window, maxWindow, c.Layers-1)
+		}
+	}
+	return nil
 }
 
 func hfArch(h *hfConfig) (string, error) {
@@ -215,10 +263,10 @@ func hfArch(h *hfConfig) (string, error) {
 		return "", fmt.Errorf("config: no \"architectures\" entry (model_type %q)", h.ModelType)
 	}
 	switch a := h.Architectures[0]; a {
-	case "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM":
+	case "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM":
 		return a, nil
 	default:
-		return "", fmt.Errorf("config: architecture %q is not supported (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)", a)
+		return "", fmt.Errorf("config: architecture %q is not supported (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)", a)
 	}
 }
 

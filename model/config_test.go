@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -93,5 +94,87 @@ func TestHFConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%.60s…: got %v, want an error containing %q", in, err, want)
 		}
+	}
+}
+
+func TestHFConfigQwen3(t *testing.T) {
+	base := `{"architectures":["Qwen3ForCausalLM"],"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
+		"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":100,"max_position_embeddings":64,"rms_norm_eps":1e-6,
+		"rope_theta":1000000.0,"sliding_window":null,"use_sliding_window":false,"max_window_layers":2,%s"tie_word_embeddings":true}`
+	q, err := ParseHFConfig([]byte(strings.Replace(base, "%s", `"head_dim":32,"attention_bias":false,`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// head_dim 32 with hidden 64 and 4 heads: q is 128 wide, wider than the model.
+	if !q.QKNorm || q.QKVBias || q.OBias || q.HeadDim != 32 || q.QDim() != 128 || q.KVDim() != 64 || !q.TiedHead || q.SlidingWindow != 0 {
+		t.Fatalf("qwen3: %+v", q)
+	}
+	if o, i := O.Shape(q); o != 64 || i != 128 {
+		t.Fatalf("o_proj shape %dx%d", o, i)
+	}
+	def, err := ParseHFConfig([]byte(strings.Replace(base, "%s", `"attention_bias":true,`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.HeadDim != 128 || !def.QKVBias || !def.OBias {
+		t.Fatalf("qwen3 defaults: head_dim %d (want Qwen3Config's 128), biases %v %v", def.HeadDim, def.QKVBias, def.OBias)
+	}
+	// A window on layers ≥ max_window_layers is refused, not run as full attention.
+	_, err = ParseHFConfig([]byte(strings.Replace(strings.Replace(strings.Replace(base, `"use_sliding_window":false,"max_window_layers":2`, `"use_sliding_window":true,"max_window_layers":1`, 1),
+		`"sliding_window":null`, `"sliding_window":16`, 1), "%s", "", 1)))
+	if err == nil || !strings.Contains(err.Error(), "use_sliding_window") {
+		t.Fatalf("qwen3 sliding window: %v", err)
+	}
+	_, err = ParseHFConfig([]byte(strings.Replace(base, "%s", `"layer_types":["full_attention","sliding_attention"],`, 1)))
+	if err == nil || !strings.Contains(err.Error(), "sliding_attention") {
+		t.Fatalf("layer_types: %v", err)
+	}
+}
+
+func TestHFConfigMistralWindow(t *testing.T) {
+	base := `{"architectures":["MistralForCausalLM"],"hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,
+		"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":100,"max_position_embeddings":8192,"rms_norm_eps":1e-5%s}`
+	for in, want := range map[string]int{"": 4096, `,"sliding_window":null`: 0, `,"sliding_window":512`: 512} {
+		c, err := ParseHFConfig([]byte(strings.Replace(base, "%s", in, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.SlidingWindow != want {
+			t.Errorf("%q: window %d, want %d (transformers' MistralConfig)", in, c.SlidingWindow, want)
+		}
+	}
+}
+
+// TestHFConfigJSONRoundTrip: the config.json written for each architecture
+// parses back to the same Config.
+func TestHFConfigJSONRoundTrip(t *testing.T) {
+	cases := []Config{
+		{Arch: "LlamaForCausalLM", HeadDim: 24, Scaling: &RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 64}},
+		{Arch: "MistralForCausalLM", HeadDim: 16, SlidingWindow: 32},
+		{Arch: "MistralForCausalLM", HeadDim: 16},
+		{Arch: "Qwen2ForCausalLM", HeadDim: 16, QKVBias: true, TiedHead: true},
+		{Arch: "Qwen3ForCausalLM", HeadDim: 32, QKNorm: true, TiedHead: true},
+		{Arch: "Qwen3ForCausalLM", HeadDim: 8, QKNorm: true, QKVBias: true, OBias: true},
+	}
+	for _, c := range cases {
+		c.Dim, c.Hidden, c.Layers, c.Heads, c.KVHeads, c.Vocab, c.MaxSeq = 64, 96, 2, 4, 2, 300, 128
+		c.NormEps, c.RopeTheta, c.BOS, c.EOS, c.DType = 1e-6, 1e6, 5, 7, "BF16"
+		b, err := HFConfigJSON(&c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseHFConfig(b)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", c.Arch, err, b)
+		}
+		gs, ws := got.Scaling, c.Scaling
+		got.Scaling, c.Scaling = nil, nil
+		if g, w := fmt.Sprintf("%+v %+v", *got, gs), fmt.Sprintf("%+v %+v", c, ws); g != w {
+			t.Errorf("%s round trip:\n got %s\nwant %s", c.Arch, g, w)
+		}
+	}
+	bad := Config{Arch: "LlamaForCausalLM", QKNorm: true}
+	if _, err := HFConfigJSON(&bad); err == nil {
+		t.Error("a Llama config with q/k norms was written")
 	}
 }

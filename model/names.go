@@ -102,6 +102,14 @@ func AttnNormName(l int) string { return LayerTensor(l, "input_layernorm.weight"
 // MLPNormName names the RMSNorm before the MLP of layer l.
 func MLPNormName(l int) string { return LayerTensor(l, "post_attention_layernorm.weight") }
 
+// QNormName and KNormName name the per-head RMSNorm weights (HeadDim
+// values each) that Qwen3 applies to queries and keys before RoPE. They are
+// norms, not pruning targets (DESIGN §2.1).
+func QNormName(l int) string { return LayerTensor(l, "self_attn.q_norm.weight") }
+
+// KNormName names the per-head key RMSNorm weight of layer l (Qwen3).
+func KNormName(l int) string { return LayerTensor(l, "self_attn.k_norm.weight") }
+
 // InputGroup numbers the distinct inputs of a decoder layer's targets:
 // q, k and v read the attention norm's output (0), o the attention output
 // (1), gate and up the MLP norm's output (2), down the SwiGLU product (3).

@@ -205,7 +205,14 @@ func HFConfigJSON(c *Config) ([]byte, error) {
 	if arch == "" || arch == "llama2c" || arch == "test" {
 		arch = "LlamaForCausalLM"
 	}
-	modelType := map[string]string{"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2"}[arch]
+	modelType, ok := map[string]string{"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral",
+		"Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3"}[arch]
+	if !ok {
+		return nil, fmt.Errorf("config: no config.json mapping for architecture %q", arch)
+	}
+	if c.QKNorm != (arch == "Qwen3ForCausalLM") {
+		return nil, fmt.Errorf("config: %s cannot express qk_norm=%v", arch, c.QKNorm)
+	}
 	dtype := map[string]string{"BF16": "bfloat16", "F16": "float16"}[c.DType]
 	if dtype == "" {
 		dtype = "float32"
@@ -216,15 +223,37 @@ func HFConfigJSON(c *Config) ([]byte, error) {
 		"num_key_value_heads": c.KVHeads, "head_dim": c.HeadDim, "vocab_size": c.Vocab,
 		"max_position_embeddings": c.MaxSeq, "rms_norm_eps": c.NormEps, "rope_theta": c.RopeTheta,
 		"tie_word_embeddings": c.TiedHead, "hidden_act": "silu", "bos_token_id": c.BOS,
-		"eos_token_id": c.EOS, "torch_dtype": dtype, "attention_bias": c.OBias, "mlp_bias": false,
+		"eos_token_id": c.EOS, "torch_dtype": dtype, "mlp_bias": false,
+	}
+	switch arch {
+	case "Qwen2ForCausalLM": // q/k/v always biased, o never: no attention_bias key
+		if !c.QKVBias || c.OBias {
+			return nil, fmt.Errorf("config: Qwen2 has q/k/v biases and no o_proj bias")
+		}
+		m["use_sliding_window"] = false
+	default: // attention_bias biases all four projections
+		if c.QKVBias != c.OBias {
+			return nil, fmt.Errorf("config: %s biases q, k, v and o together (attention_bias)", arch)
+		}
+		m["attention_bias"] = c.OBias
+		if arch == "Qwen3ForCausalLM" {
+			m["use_sliding_window"] = false
+		}
+	}
+	if c.SlidingWindow > 0 && arch != "MistralForCausalLM" {
+		return nil, fmt.Errorf("config: a sliding window is only written for MistralForCausalLM")
+	}
+	if arch == "MistralForCausalLM" {
+		// explicit null: transformers' MistralConfig would default to 4096
+		m["sliding_window"] = nil
+		if c.SlidingWindow > 0 {
+			m["sliding_window"] = c.SlidingWindow
+		}
 	}
 	if c.Scaling != nil {
 		m["rope_scaling"] = map[string]any{"rope_type": c.Scaling.Type, "factor": c.Scaling.Factor,
 			"low_freq_factor": c.Scaling.LowFreqFactor, "high_freq_factor": c.Scaling.HighFreqFactor,
 			"original_max_position_embeddings": c.Scaling.OriginalMaxPositionEmbeddings}
-	}
-	if c.SlidingWindow > 0 {
-		m["sliding_window"] = c.SlidingWindow
 	}
 	return json.MarshalIndent(m, "", "  ")
 }

@@ -25,6 +25,13 @@ var gradCases = []gradCase{
 	{"hf-tied", func(c *model.Config) { c.TiedHead = true }},
 	{"qwen2-bias", func(c *model.Config) { c.QKVBias = true }},
 	{"obias-sliding-window", func(c *model.Config) { c.QKVBias, c.OBias, c.SlidingWindow = true, true, 3 }},
+	{"qwen3-qknorm-wide-heads", func(c *model.Config) {
+		// head_dim independent of hidden size: 4 heads × 6 > Dim 16
+		c.QKNorm, c.HeadDim = true, 6
+	}},
+	{"qwen3-qknorm-bias-tied-window", func(c *model.Config) {
+		c.QKNorm, c.QKVBias, c.OBias, c.TiedHead, c.SlidingWindow = true, true, true, true, 4
+	}},
 	{"llama3-rope-mha", func(c *model.Config) {
 		c.KVHeads = 4
 		c.Scaling = &model.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8}
@@ -59,6 +66,10 @@ func params(w, g *Weights[float64]) []param {
 		gb := g.Blocks[l]
 		ps = append(ps, param{fmt.Sprintf("%d.attn_norm", l), b.AttnNorm, gb.AttnNorm},
 			param{fmt.Sprintf("%d.mlp_norm", l), b.MLPNorm, gb.MLPNorm})
+		if b.QNorm != nil {
+			ps = append(ps, param{fmt.Sprintf("%d.q_norm", l), b.QNorm, gb.QNorm},
+				param{fmt.Sprintf("%d.k_norm", l), b.KNorm, gb.KNorm})
+		}
 		for m := range b.Lin {
 			ps = append(ps, param{fmt.Sprintf("%d.%s", l, model.Matrix(m)), b.Lin[m].W, gb.Lin[m].W})
 			if b.Lin[m].B != nil {

@@ -19,6 +19,10 @@ type layerWork[T Float] struct {
 	inv1, inv2                      []float64
 	dh, dq, dk, dv, datt, dxmid, dm []T
 	dg, du                          []T
+	// Per-head q/k norms (Config.QKNorm): the raw projections, 1/rms per
+	// (row, head), and the gradients of the raw projections.
+	qr, kr, dqr, dkr []T
+	invq, invk       []float64
 }
 
 func newLayerWork[T Float](c *model.Config, n int, grad bool) *layerWork[T] {
@@ -34,6 +38,13 @@ func newLayerWork[T Float](c *model.Config, n int, grad bool) *layerWork[T] {
 		w.datt, w.dxmid, w.dm = make([]T, n*qd), make([]T, n*d), make([]T, n*hd)
 		w.dg, w.du = make([]T, n*hd), make([]T, n*hd)
 	}
+	if c.QKNorm {
+		w.qr, w.kr = make([]T, n*qd), make([]T, n*kd)
+		w.invq, w.invk = make([]float64, n*c.Heads), make([]float64, n*c.KVHeads)
+		if grad {
+			w.dqr, w.dkr = make([]T, n*qd), make([]T, n*kd)
+		}
+	}
 	return w
 }
 
@@ -48,8 +59,15 @@ func (s *Stage[T]) layerForward(l int, out, x []T, obs Observer[T]) {
 			obs.Observe(l, m, w.h1, n, d)
 		}
 	}
-	linear(w.q, w.h1, &blk.Lin[model.Q], n)
-	linear(w.k, w.h1, &blk.Lin[model.K], n)
+	if c.QKNorm { // Qwen3: RMSNorm over each head of q and k, before RoPE
+		linear(w.qr, w.h1, &blk.Lin[model.Q], n)
+		linear(w.kr, w.h1, &blk.Lin[model.K], n)
+		rmsNorm(w.q, w.qr, blk.QNorm, w.invq, n*c.Heads, c.HeadDim, c.NormEps)
+		rmsNorm(w.k, w.kr, blk.KNorm, w.invk, n*c.KVHeads, c.HeadDim, c.NormEps)
+	} else {
+		linear(w.q, w.h1, &blk.Lin[model.Q], n)
+		linear(w.k, w.h1, &blk.Lin[model.K], n)
+	}
 	linear(w.v, w.h1, &blk.Lin[model.V], n)
 	ropeApply(s.rope, w.q, n, c.QDim(), s.T, 1)
 	ropeApply(s.rope, w.k, n, c.KVDim(), s.T, 1)
@@ -105,9 +123,17 @@ func (s *Stage[T]) layerBackward(l int, dx, dOut, x []T) {
 	attentionBackward(w.dq, w.dk, w.dv, w.datt, w.q, w.k, w.v, s.attn(), s.scratch)
 	ropeApply(s.rope, w.dq, n, c.QDim(), s.T, -1)
 	ropeApply(s.rope, w.dk, n, c.KVDim(), s.T, -1)
+	dq, dk := w.dq, w.dk
+	if c.QKNorm {
+		dq, dk = w.dqr[:n*c.QDim()], w.dkr[:n*c.KVDim()]
+		clear(dq)
+		clear(dk)
+		rmsNormBackward(dq, w.dq, w.qr, blk.QNorm, gb.QNorm, w.invq, n*c.Heads, c.HeadDim)
+		rmsNormBackward(dk, w.dk, w.kr, blk.KNorm, gb.KNorm, w.invk, n*c.KVHeads, c.HeadDim)
+	}
 	clear(w.dh[:n*d])
-	linearBackward(w.dh, w.dq, w.h1, &blk.Lin[model.Q], &gb.Lin[model.Q], n)
-	linearBackward(w.dh, w.dk, w.h1, &blk.Lin[model.K], &gb.Lin[model.K], n)
+	linearBackward(w.dh, dq, w.h1, &blk.Lin[model.Q], &gb.Lin[model.Q], n)
+	linearBackward(w.dh, dk, w.h1, &blk.Lin[model.K], &gb.Lin[model.K], n)
 	linearBackward(w.dh, w.dv, w.h1, &blk.Lin[model.V], &gb.Lin[model.V], n)
 	rmsNormBackward(dx, w.dh, x, blk.AttnNorm, gb.AttnNorm, w.inv1, n, d)
 }

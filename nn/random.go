@@ -30,6 +30,9 @@ func RandomWeights[T Float](c *model.Config, seed uint64) *Weights[T] {
 	w.Embed = normal(c.Vocab*c.Dim, 1)
 	for l := range w.Blocks {
 		b := &Block[T]{AttnNorm: norm(c.Dim), MLPNorm: norm(c.Dim)}
+		if c.QKNorm {
+			b.QNorm, b.KNorm = norm(c.HeadDim), norm(c.HeadDim)
+		}
 		for m := model.Matrix(0); m < model.NumMatrices; m++ {
 			out, in := m.Shape(c)
 			b.Lin[m] = Linear[T]{W: normal(out*in, 1/math.Sqrt(float64(in))), Out: out, In: in}

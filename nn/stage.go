@@ -59,6 +59,7 @@ func (s *Stage[T]) EnableGrad(all bool) {
 		}
 		if all {
 			gb.AttnNorm, gb.MLPNorm = make([]T, len(b.AttnNorm)), make([]T, len(b.MLPNorm))
+			gb.QNorm, gb.KNorm = zerosLike(b.QNorm), zerosLike(b.KNorm)
 		}
 		g.Blocks[l] = gb
 	}
@@ -88,6 +89,8 @@ func (s *Stage[T]) ZeroGrad() {
 		}
 		clear(b.AttnNorm)
 		clear(b.MLPNorm)
+		clear(b.QNorm)
+		clear(b.KNorm)
 	}
 	clear(s.G.Embed)
 	clear(s.G.Norm)

@@ -16,7 +16,10 @@ type Linear[T Float] struct {
 // Block holds the weights of one decoder layer.
 type Block[T Float] struct {
 	AttnNorm, MLPNorm []T
-	Lin               [model.NumMatrices]Linear[T]
+	// QNorm and KNorm (HeadDim each) are the per-head query/key RMSNorms
+	// applied before RoPE when Cfg.QKNorm (Qwen3); nil otherwise.
+	QNorm, KNorm []T
+	Lin          [model.NumMatrices]Linear[T]
 }
 
 // Weights holds the parameters a process owns: possibly only decoder
@@ -80,6 +83,9 @@ func Load[T Float](ck *model.Checkpoint, p Part) (*Weights[T], error) {
 func loadBlock[T Float](ck *model.Checkpoint, l int, read func(string) []T) *Block[T] {
 	c := ck.Config
 	b := &Block[T]{AttnNorm: read(model.AttnNormName(l)), MLPNorm: read(model.MLPNormName(l))}
+	if c.QKNorm {
+		b.QNorm, b.KNorm = read(model.QNormName(l)), read(model.KNormName(l))
+	}
 	for m := model.Matrix(0); m < model.NumMatrices; m++ {
 		t := model.Target{Layer: l, Matrix: m}
 		out, in := m.Shape(c)
@@ -123,7 +129,8 @@ func (w *Weights[T]) Clone() *Weights[T] {
 		if b == nil {
 			continue
 		}
-		nb := &Block[T]{AttnNorm: cloneSlice(b.AttnNorm), MLPNorm: cloneSlice(b.MLPNorm)}
+		nb := &Block[T]{AttnNorm: cloneSlice(b.AttnNorm), MLPNorm: cloneSlice(b.MLPNorm),
+			QNorm: cloneSlice(b.QNorm), KNorm: cloneSlice(b.KNorm)}
 		for m := range b.Lin {
 			nb.Lin[m] = b.Lin[m]
 			nb.Lin[m].W = cloneSlice(b.Lin[m].W)
