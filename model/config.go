@@ -46,8 +46,8 @@ type Config struct {
 	// SlidingWindow: a query sees only the last SlidingWindow keys (itself
 	// included), as Mistral's sliding_window; 0 = full causal attention.
 	SlidingWindow int `json:"sliding_window,omitempty"`
-	BOS             int  `json:"bos"`
-	EOS             int  `json:"eos"`
+	BOS           int `json:"bos"`
+	EOS           int `json:"eos"`
 	// DType is the storage dtype of the checkpoint's weights ("F32", "BF16", "F16").
 	DType string `json:"dtype"`
 }
