@@ -1,85 +1,74 @@
 // Package synth writes random-weight models and random data in the real
-// formats: for format, scale and speed tests only — such a model says
-// nothing about pruning quality.
+// formats — Hugging Face checkpoints of the supported architectures (Llama,
+// Mistral, Qwen2, Qwen3) in any shape, with a real tokenizer's files copied
+// in, so Llama-3- or Qwen3-shaped models can be run here without their
+// weights. For format, scale and speed tests only: such a model says nothing
+// about pruning quality.
 package synth
 
 import (
-	"bytes"
-	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 
 	"github.com/unipruning/unipruning/internal/seeded"
 	"github.com/unipruning/unipruning/model"
 )
 
-// WriteData writes a byte-fallback llama2.c tokenizer and two texts of
-// random words (format tests only).
-func WriteData(dir string, vocab int, seed uint64) error {
-	if vocab < 262 {
-		return fmt.Errorf("random data needs a vocabulary of at least 262 (3 control + 256 byte tokens + a few pieces), not %d", vocab)
+// Archs maps the --arch names to the architectures they write.
+var Archs = map[string]string{
+	"llama":   "LlamaForCausalLM",
+	"mistral": "MistralForCausalLM",
+	"qwen2":   "Qwen2ForCausalLM",
+	"qwen3":   "Qwen3ForCausalLM",
+}
+
+// ArchNames lists the --arch values in a stable order (for help and errors).
+func ArchNames() []string {
+	var ns []string
+	for n := range Archs {
+		ns = append(ns, n)
 	}
-	var b bytes.Buffer
-	put := func(v any) { binary.Write(&b, binary.LittleEndian, v) }
-	put(int32(16))
-	piece := func(s string, score float32) {
-		put(score)
-		put(int32(len(s)))
-		b.WriteString(s)
+	sort.Strings(ns)
+	return ns
+}
+
+// Configure sets the architecture-specific fields of c for arch (one of
+// Archs' keys): Qwen2 has q/k/v biases, Qwen3 per-head q/k norms; a sliding
+// window is only meaningful for Mistral. Shapes stay as the caller set them.
+func Configure(c *model.Config, arch string) error {
+	name, ok := Archs[strings.ToLower(arch)]
+	if !ok {
+		return fmt.Errorf("--arch %q is not supported (want %s)", arch, strings.Join(ArchNames(), ", "))
 	}
-	piece("<unk>", 0)
-	piece("\n<s>\n", 0)
-	piece("\n</s>\n", 0)
-	for i := 0; i < 256; i++ {
-		piece(fmt.Sprintf("<0x%02X>", i), 0)
+	c.Arch = name
+	switch name {
+	case "Qwen2ForCausalLM":
+		c.QKVBias, c.OBias = true, false
+	case "Qwen3ForCausalLM":
+		c.QKNorm = true
 	}
-	piece(" ", -1)
-	letters := "etaoinshrdlucmfwypvbgkjqxz"
-	for i := 259 + 1; i < vocab; i++ {
-		k := i - 260
-		switch {
-		case k < len(letters):
-			piece(letters[k:k+1], -2)
-		case k < 2*len(letters):
-			piece(" "+letters[k-len(letters):k-len(letters)+1], -3)
-		default: // unique unreachable pieces pad the vocabulary
-			piece(fmt.Sprintf("\xff%04x", k), -100)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tokenizer.bin"), b.Bytes(), 0o644); err != nil {
-		return err
-	}
-	for i, name := range []string{"calib.txt", "eval.txt"} {
-		if err := os.WriteFile(filepath.Join(dir, name), randomWords(seed+uint64(i), 2000), 0o644); err != nil {
-			return err
-		}
+	if c.SlidingWindow > 0 && name != "MistralForCausalLM" {
+		return fmt.Errorf("--sliding-window is only supported for --arch mistral")
 	}
 	return nil
 }
 
-func randomWords(seed uint64, lines int) []byte {
-	r := seeded.New(seed, 0x7e47)
-	var b bytes.Buffer
-	for l := 0; l < lines; l++ {
-		for w := 0; w < 12; w++ {
-			for c := 0; c < 2+r.IntN(6); c++ {
-				b.WriteByte(byte('a' + r.IntN(26)))
-			}
-			b.WriteByte(' ')
-		}
-		b.WriteString("end.\n")
-	}
-	return b.Bytes()
-}
-
-// Tensors lists the tensors of a random model; each is generated from
-// its own seeded stream, so the output does not depend on write order.
+// Tensors lists the tensors of a random model of c. Each tensor comes from
+// its own seeded stream, so the output does not depend on write order:
+// matrices are normal with std 1/√fan_in, the embedding has std 0.02 (as HF
+// initialises it, keeping logits O(1)), norms are ≈ 1, biases small.
 func Tensors(c *model.Config, seed uint64) []model.HFTensor {
 	var ts []model.HFTensor
-	add := func(name string, shape []int, std, mean float64) {
-		id := uint64(len(ts))
+	// Llama's tensors are numbered in order; tensors Llama does not have
+	// (biases, q/k norms) get ids of their own, so a Llama model's values do
+	// not change when other architectures gain tensors.
+	var base, extra uint64
+	add := func(id uint64, name string, shape []int, std, mean float64) {
 		ts = append(ts, model.HFTensor{Name: name, Shape: shape, Fill: func(dst []float32) error {
 			r := seeded.New(seed, 0x5e17, id)
 			for i := range dst {
@@ -88,18 +77,38 @@ func Tensors(c *model.Config, seed uint64) []model.HFTensor {
 			return nil
 		}})
 	}
-	add(model.EmbedName, []int{c.Vocab, c.Dim}, 0.02, 0) // HF-style init: logits stay O(1)
+	next := func() uint64 { base++; return base - 1 }
+	more := func() uint64 { extra++; return 1<<32 | extra }
+	add(next(), model.EmbedName, []int{c.Vocab, c.Dim}, 0.02, 0)
 	for l := 0; l < c.Layers; l++ {
-		add(model.AttnNormName(l), []int{c.Dim}, 0.1, 1)
+		add(next(), model.AttnNormName(l), []int{c.Dim}, 0.1, 1)
 		for m := model.Matrix(0); m < model.NumMatrices; m++ {
+			tg := model.Target{Layer: l, Matrix: m}
 			o, i := m.Shape(c)
-			add(model.Target{Layer: l, Matrix: m}.TensorName(), []int{o, i}, 1/math.Sqrt(float64(i)), 0)
+			add(next(), tg.TensorName(), []int{o, i}, 1/math.Sqrt(float64(i)), 0)
+			if (c.QKVBias && m <= model.V) || (c.OBias && m == model.O) {
+				add(more(), tg.BiasName(), []int{o}, 0.02, 0)
+			}
 		}
-		add(model.MLPNormName(l), []int{c.Dim}, 0.1, 1)
+		add(next(), model.MLPNormName(l), []int{c.Dim}, 0.1, 1)
+		if c.QKNorm {
+			add(more(), model.QNormName(l), []int{c.HeadDim}, 0.1, 1)
+			add(more(), model.KNormName(l), []int{c.HeadDim}, 0.1, 1)
+		}
 	}
-	add(model.NormName, []int{c.Dim}, 0.1, 1)
+	add(next(), model.NormName, []int{c.Dim}, 0.1, 1)
 	if !c.TiedHead {
-		add(model.HeadName, []int{c.Vocab, c.Dim}, 1/math.Sqrt(float64(c.Dim)), 0)
+		add(next(), model.HeadName, []int{c.Vocab, c.Dim}, 1/math.Sqrt(float64(c.Dim)), 0)
 	}
 	return ts
+}
+
+// WriteGenerationConfig writes the generation_config.json transformers
+// derives from a model config (BOS/EOS), as a real checkpoint carries one.
+func WriteGenerationConfig(dir string, c *model.Config) error {
+	b, err := json.MarshalIndent(map[string]any{"_from_model_config": true, "bos_token_id": c.BOS, "eos_token_id": c.EOS}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "generation_config.json"), append(b, '\n'), 0o644)
 }
