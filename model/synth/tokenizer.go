@@ -92,9 +92,14 @@ func ReadTokenizerInfo(dir string) (*TokenizerInfo, error) {
 		// Meta's Llama-3 tokenizer: <|begin_of_text|>, <|end_of_text|>
 		info.BOS, info.EOS = ids["<|begin_of_text|>"], ids["<|end_of_text|>"]
 	}
-	if info.BOS < 0 { // Qwen names no BOS; its configs use <|endoftext|>
-		if id, ok := ids["<|endoftext|>"]; ok {
+	// Qwen names no BOS and GPT-2 neither; their config.json files use
+	// <|endoftext|> for whichever is missing.
+	if id, ok := ids["<|endoftext|>"]; ok {
+		if info.BOS < 0 {
 			info.BOS = id
+		}
+		if info.EOS < 0 {
+			info.EOS = id
 		}
 	}
 	return info, nil
