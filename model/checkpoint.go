@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/unipruning/unipruning/model/compressed"
 	"github.com/unipruning/unipruning/model/safetensors"
 	"github.com/unipruning/unipruning/model/tokenizer"
 )
@@ -36,10 +37,14 @@ type Checkpoint struct {
 	Format        Format
 	Config        *Config
 	TokenizerPath string // "" when none was found or given
-	src           Source
-	hf            *safetensors.Set // for HF: the original files, for rewriting
-	l2c           *llama2cFile
-	meta          map[string]TensorMeta
+	// Sparsity is the compressed-tensors sparsity_config of an HF
+	// config.json (nil when there is none); its format says how the
+	// target weights are stored.
+	Sparsity *compressed.SparsityConfig
+	src      Source
+	hf       *hfSource // for HF: the original files, for rewriting
+	l2c      *llama2cFile
+	meta     map[string]TensorMeta
 }
 
 // Open opens a model: an HF directory (config.json + safetensors), a
@@ -107,15 +112,29 @@ func modelInDir(dir string) (string, error) {
 }
 
 func openHF(dir string) (*Checkpoint, error) {
-	cfg, err := ReadHFConfig(filepath.Join(dir, "config.json"))
+	path := filepath.Join(dir, "config.json")
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
+	}
+	cfg, err := ParseHFConfig(raw)
+	if err != nil {
+		return nil, fmt.Errorf("model: %s: %w", path, err)
+	}
+	sp, err := compressed.ReadConfig(raw)
+	if err != nil {
+		return nil, fmt.Errorf("model: %s: %w", path, err)
 	}
 	set, err := safetensors.OpenSet(dir)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	return &Checkpoint{Path: dir, Format: FormatHF, Config: cfg, src: hfSource{set}, hf: set}, nil
+	src, err := newHFSource(set, sp)
+	if err != nil {
+		set.Close()
+		return nil, fmt.Errorf("model: %s: %w", dir, err)
+	}
+	return &Checkpoint{Path: dir, Format: FormatHF, Config: cfg, Sparsity: sp, src: src, hf: src}, nil
 }
 
 func openL2C(path string) (*Checkpoint, error) {
@@ -264,20 +283,3 @@ func (ck *Checkpoint) LoadTokenizer() (tokenizer.Tokenizer, error) {
 
 // Close releases the files.
 func (ck *Checkpoint) Close() error { return ck.src.Close() }
-
-// hfSource adapts a safetensors set to Source.
-type hfSource struct{ set *safetensors.Set }
-
-func (h hfSource) Tensors() []TensorMeta {
-	var ts []TensorMeta
-	for _, t := range h.set.Tensors() {
-		ts = append(ts, TensorMeta{Name: t.Name, Shape: t.Shape, DType: string(t.DType)})
-	}
-	return ts
-}
-
-func (h hfSource) ReadFloat32Into(name string, dst []float32) error {
-	return h.set.ReadFloat32Into(name, dst)
-}
-
-func (h hfSource) Close() error { return h.set.Close() }

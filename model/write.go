@@ -22,67 +22,26 @@ type Modifier func(name string, data []float32) (bool, error)
 
 // SaveLike writes the checkpoint, with mod applied, into dir in the input's
 // own layout: an HF directory keeps its shard files, index, dtypes,
-// config.json and tokenizer files; a llama2.c model keeps its .bin name and
-// gets its tokenizer copied beside it. dir must exist and be empty; use
-// WriteDirAtomically around it so a failure leaves nothing behind.
-func SaveLike(ck *Checkpoint, dir string, mod Modifier) error {
+// config.json (with the sparsity metadata of opt added) and tokenizer and
+// generation files; a llama2.c model keeps its .bin name and gets its
+// tokenizer copied beside it. dir must exist and be empty; use
+// WriteDirAtomically around it so a failure leaves nothing behind. The
+// Storage it returns is nil for llama2.c outputs.
+func SaveLike(ck *Checkpoint, dir string, mod Modifier, opt SaveOptions) (*Storage, error) {
+	var st *Storage
 	var err error
 	if ck.Format == FormatHF {
-		err = saveHFLike(ck, dir, mod)
+		st, err = saveHFLike(ck, dir, mod, opt)
 	} else {
+		if opt.Compress {
+			return nil, fmt.Errorf("compressed output needs a Hugging Face model (%s is llama2.c)", ck.Path)
+		}
 		err = saveL2CLike(ck, dir, mod)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return copyTokenizer(ck, dir)
-}
-
-func saveHFLike(ck *Checkpoint, dir string, mod Modifier) error {
-	for _, name := range ck.hf.Files() {
-		f, _ := ck.hf.File(name)
-		if err := rewriteSafetensors(f, filepath.Join(dir, name), mod); err != nil {
-			return err
-		}
-	}
-	entries, err := os.ReadDir(ck.Path)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.Type().IsRegular() && !strings.HasSuffix(e.Name(), ".safetensors") {
-			if err := copyFile(filepath.Join(ck.Path, e.Name()), filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// rewriteSafetensors copies one shard tensor by tensor, in file order and
-// with the same dtypes and metadata, passing every tensor through mod.
-func rewriteSafetensors(f *safetensors.File, out string, mod Modifier) error {
-	ts := f.Tensors()
-	specs := make([]safetensors.WriteSpec, len(ts))
-	for i, t := range ts {
-		specs[i] = safetensors.WriteSpec{Name: t.Name, DType: t.DType, Shape: t.Shape}
-	}
-	return safetensors.WriteRawFile(out, specs, f.Metadata(), func(i int) ([]byte, error) {
-		t := ts[i]
-		raw, err := f.ReadRaw(t.Name)
-		if err != nil || !t.DType.IsFloat() {
-			return raw, err
-		}
-		vals := make([]float32, t.NumElements())
-		if err := safetensors.DecodeFloat32(t.DType, raw, vals); err != nil {
-			return nil, err
-		}
-		changed, err := mod(t.Name, vals)
-		if err != nil || !changed {
-			return raw, err
-		}
-		return raw, safetensors.EncodeFloat32(t.DType, vals, raw)
-	})
+	return st, copyTokenizer(ck, dir)
 }
 
 func saveL2CLike(ck *Checkpoint, dir string, mod Modifier) error {

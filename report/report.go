@@ -8,6 +8,7 @@ import (
 
 	"github.com/unipruning/unipruning/eval"
 	"github.com/unipruning/unipruning/eval/tasks"
+	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/provenance"
 )
 
@@ -52,7 +53,10 @@ type Report struct {
 	Kept        int            `json:"kept_params"`
 	Total       float64        `json:"total_sparsity"`
 	Dense       []string       `json:"dense_matrices,omitempty"`
-	Evals       []Eval         `json:"evals,omitempty"`
+	// Storage: how an HF output stores its weights (dense or
+	// compressed-tensors' sparse formats) and their size against dense.
+	Storage *model.Storage `json:"storage,omitempty"`
+	Evals   []Eval         `json:"evals,omitempty"`
 	// ZeroShot holds lm-evaluation-harness task accuracy by model
 	// ("dense", "pruned") when --tasks was given.
 	ZeroShot map[string]*tasks.Report `json:"zero_shot,omitempty"`

@@ -27,6 +27,7 @@ type extractFlags struct {
 	sparsities, patterns       string
 	allocation                 string
 	byRow, force, json         bool
+	saveCompressed             bool
 	maxSparsity                float64
 	evals                      evalSpec
 }
@@ -37,6 +38,7 @@ func (f *extractFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.patterns, "pattern", "", "comma-separated N:M patterns (1 ≤ N < M), e.g. 2:4,4:8")
 	fl.StringVar(&f.allocation, "allocation", extract.Uniform, "unstructured allocation: uniform (each matrix at the target, as the released code) or global (one ranking over all matrices)")
 	fl.BoolVar(&f.byRow, "by-row", false, "uniform allocation: rank within each output row")
+	fl.BoolVar(&f.saveCompressed, "save-compressed", false, saveCompressedHelp)
 	fl.Float64Var(&f.maxSparsity, "max-layer-sparsity", 0, "global allocation: cap on any matrix's sparsity (guards against layer collapse; 0 = none)")
 	f.evals.register(cmd)
 }
@@ -141,6 +143,9 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 		return nil, err
 	}
 	defer m.ck.Close()
+	if err := checkCompressible(m.ck, f.saveCompressed); err != nil {
+		return nil, err
+	}
 	if err := store.CheckModel(m.ck); err != nil {
 		return nil, err
 	}
@@ -230,7 +235,7 @@ func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := writeOutput(dir, m, maskedFill(byName), masks, rep, &f.evals, spec.Seqlen); err != nil {
+	if err := writeOutput(dir, m, maskedFill(byName), masks, rep, &f.evals, spec.Seqlen, f.saveCompressed); err != nil {
 		return nil, err
 	}
 	return rep, nil

@@ -32,12 +32,23 @@ func writeJSONFile(path string, v any) error {
 // writeOutput saves the pruned checkpoint, filling each target tensor with
 // fill (false leaves a tensor as the input has it), then the mask sidecar, and
 // evaluates the result when asked. prune and extract share it so that their
-// outputs cannot drift apart.
-func writeOutput(dir string, m *loaded, fill func(name string, data []float32) (bool, error), masks *maskfile.Writer, rep *report.Report, ev *evalSpec, seqlen int) error {
+// outputs cannot drift apart. An HF output carries the compressed-tensors
+// sparsity metadata in config.json and, with compress, stores the sparse
+// weights in that library's compressed format.
+func writeOutput(dir string, m *loaded, fill func(name string, data []float32) (bool, error), masks *maskfile.Writer, rep *report.Report, ev *evalSpec, seqlen int, compress bool) error {
 	t0 := time.Now()
-	if err := model.SaveLike(m.ck, dir, fill); err != nil {
+	opt := model.SaveOptions{Compress: compress}
+	if rep.Pattern != "" {
+		var err error
+		if opt.N, opt.M, err = parsePattern("pattern", rep.Pattern); err != nil {
+			return err
+		}
+	}
+	st, err := model.SaveLike(m.ck, dir, fill, opt)
+	if err != nil {
 		return err
 	}
+	rep.Storage = st
 	if err := masks.Write(filepath.Join(dir, "masks.safetensors")); err != nil {
 		return err
 	}
@@ -46,6 +57,17 @@ func writeOutput(dir string, m *loaded, fill func(name string, data []float32) (
 		return err
 	}
 	return evalOutput(dir, m, rep, ev, seqlen)
+}
+
+const saveCompressedHelp = "store the pruned weights in compressed-tensors' sparse format (sparse-24-bitmask for 2:4, sparse-bitmask otherwise; HF models only); eval --model reads it back"
+
+// checkCompressible refuses --save-compressed for a model it cannot apply
+// to, before any work is done.
+func checkCompressible(ck *model.Checkpoint, compress bool) error {
+	if compress && ck.Format != model.FormatHF {
+		return badFlag("save-compressed", true, "needs a Hugging Face model directory (%s is a llama2.c model)", ck.Path)
+	}
+	return nil
 }
 
 // spillFill reads pruned targets back from the layer-wise engine's spill.
@@ -101,6 +123,10 @@ func finishReport(rep *report.Report, out string, asJSON bool) error {
 		fmt.Printf(" (%d matrices left dense: %s)", len(rep.Dense), strings.Join(rep.Dense, ", "))
 	}
 	fmt.Println()
+	if st := rep.Storage; st != nil {
+		fmt.Printf("weights: %s stored %s (%s) vs %s dense, %.1f%%; global sparsity %.4f\n", filepath.Base(out),
+			mib(st.StoredBytes), st.Format, mib(st.DenseBytes), 100*st.Ratio(), st.GlobalSparsity)
+	}
 	for _, e := range rep.Evals {
 		fmt.Printf("ppl %-6s %-9s %s: %.4f\n", e.Model, e.Manifest.Dataset, filepath.Base(e.Manifest.Path), e.PPL)
 	}
@@ -118,3 +144,5 @@ func plotSparsity(dir string, rep *report.Report) error {
 	title := fmt.Sprintf("%s: per-matrix sparsity (total %.3f)", rep.Method, rep.Total)
 	return report.PlotMatrixSparsity(rep, title, filepath.Join(dir, "sparsity.png"))
 }
+
+func mib(b int64) string { return fmt.Sprintf("%.2f MiB", float64(b)/(1<<20)) }

@@ -25,6 +25,7 @@ type pruneFlags struct {
 	nsamples, seqlen, batch                int
 	seed                                   uint64
 	byRow, byMatrix, force, json           bool
+	saveCompressed                         bool
 	evals                                  evalSpec
 	dumpCalib                              string
 }
@@ -74,6 +75,7 @@ and renamed at the end, so a failed run leaves nothing behind.`,
 	fl.StringVar(&f.out, "out", "", "output directory (must not exist unless --force)")
 	fl.BoolVar(&f.force, "force", false, "replace an existing output directory")
 	fl.BoolVar(&f.json, "json", false, "print report.json on stdout as one JSON object")
+	fl.BoolVar(&f.saveCompressed, "save-compressed", false, saveCompressedHelp)
 	fl.StringVar(&f.dumpCalib, "dump-calib", "", "also write the calibration windows (token ids) to this JSON file, for independent re-computation (default: none)")
 	f.evals.register(cmd)
 	markRequired(cmd, "model", "method", "calib", "out")
@@ -145,6 +147,9 @@ func runPrune(f pruneFlags) error {
 		return err
 	}
 	defer m.ck.Close()
+	if err := checkCompressible(m.ck, f.saveCompressed); err != nil {
+		return err
+	}
 	if f.seqlen, err = windowLength(f.seqlen, m.ck.Config); err != nil {
 		return err
 	}
@@ -217,5 +222,5 @@ func pruneInto(dir string, m *loaded, windows [][]int32, cfg layerwise.Config, r
 		}
 	}
 	rep.Summarize()
-	return writeOutput(dir, m, spillFill(spill), masks, rep, &f.evals, f.seqlen)
+	return writeOutput(dir, m, spillFill(spill), masks, rep, &f.evals, f.seqlen, f.saveCompressed)
 }
