@@ -286,7 +286,7 @@ func TestConfigReadWrite(t *testing.T) {
 	}
 	for cfg, msg := range map[string]string{
 		`{"quantization_config": {"quant_method": "gptq"}}`:                                                           "quant_method \"gptq\"",
-		`{"quantization_config": {"quant_method": "compressed-tensors", "config_groups": {"g": {}}}}`:                  "config_groups",
+		`{"quantization_config": {"quant_method": "compressed-tensors", "config_groups": {"g": {}}}}`:                 "config_groups",
 		`{"quantization_config": {"quant_method": "compressed-tensors", "sparsity_config": {"format": "marlin-24"}}}`: "marlin-24",
 		`not json`: "not valid JSON",
 	} {

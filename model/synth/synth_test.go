@@ -20,7 +20,7 @@ func TestTokenizerInfo(t *testing.T) {
 	}{
 		{"tokenizers/llama3", "tiktoken", 128000 + 256, 128000, 128001},
 		{"tokenizers/qwen2", "vocab+merges", 151646, 151643, 151645}, // eos_token <|im_end|>; no BOS, configs use <|endoftext|>
-		{"tokenizers/gpt2", "vocab+merges", 50257, 50256, 50256}, // GPT-2's config: both <|endoftext|>
+		{"tokenizers/gpt2", "vocab+merges", 50257, 50256, 50256},     // GPT-2's config: both <|endoftext|>
 		{"models/llama2-tokenizer", "sentencepiece", 32000, 1, 2},
 	}
 	for _, c := range cases {
