@@ -77,108 +77,147 @@ func (s *sparseCounter) value() float64 {
 	return s.sparse / float64(s.total)
 }
 
+// hfSaver rewrites the shard files of an HF checkpoint one tensor at a
+// time, counting zeros for the sparsity metadata as it goes.
+type hfSaver struct {
+	ck        *Checkpoint
+	dir       string
+	mod       Modifier
+	opt       SaveOptions
+	st        *Storage
+	shapes    map[string][2]int // target weights: (out, in)
+	stats     map[string]compressed.Stats
+	global    sparseCounter
+	weightMap map[string]string // stored tensor → file
+	renamed   bool              // stored names differ from the input's
+	vals      []float32
+}
+
 func saveHFLike(ck *Checkpoint, dir string, mod Modifier, opt SaveOptions) (*Storage, error) {
-	c := ck.Config
-	structure := compressed.Structure(opt.N, opt.M)
-	st := &Storage{Format: compressed.Dense, SparsityStructure: structure}
+	s := &hfSaver{ck: ck, dir: dir, mod: mod, opt: opt, shapes: targetShapes(ck.Config),
+		stats: map[string]compressed.Stats{}, weightMap: map[string]string{}, renamed: ck.hf.format != "",
+		st: &Storage{Format: compressed.Dense, SparsityStructure: compressed.Structure(opt.N, opt.M)}}
 	if opt.Compress {
-		st.Format = compressed.FormatFor(structure)
+		s.st.Format = compressed.FormatFor(s.st.SparsityStructure)
 	}
-	shapes := targetShapes(c)
-	stats := map[string]compressed.Stats{}
-	var global sparseCounter
-	weightMap := map[string]string{}
-	renamed := ck.hf.format != ""
-	var vals []float32
 	for _, file := range ck.hf.set.Files() {
-		ts := ck.hf.fileTensors(file)
-		var names []string
-		for _, t := range ts {
-			names = append(names, t.Name)
-			if _, ok := shapes[t.Name]; ok && opt.Compress {
-				for _, s := range compressed.PartNames(st.Format) {
-					names = append(names, compressed.Prefix(t.Name)+"."+s)
-				}
-			}
+		write := s.writeDense
+		if opt.Compress {
+			write = s.writeCompressed
 		}
-		f, _ := ck.hf.set.File(file)
-		meta := f.Metadata()
-		out := filepath.Join(dir, file)
-		w, err := safetensors.CreateStream(out, safetensors.HeaderBound(names, meta))
+		if err := write(file); err != nil {
+			return nil, err
+		}
+		fi, err := os.Stat(filepath.Join(dir, file))
 		if err != nil {
 			return nil, err
 		}
-		add := func(spec safetensors.WriteSpec, data []byte) error {
-			weightMap[spec.Name] = file
-			return w.Add(spec, data)
-		}
-		for _, t := range ts {
-			raw, err := t.Raw()
-			if err != nil {
-				w.Abort()
-				return nil, err
-			}
-			st.DenseBytes += int64(len(raw))
-			if !t.DType.IsFloat() {
-				if err := add(safetensors.WriteSpec{Name: t.Name, DType: t.DType, Shape: t.Shape}, raw); err != nil {
-					w.Abort()
-					return nil, err
-				}
-				continue
-			}
-			n := len(raw) / t.DType.Size()
-			if cap(vals) < n {
-				vals = make([]float32, n)
-			}
-			v := vals[:n]
-			if err := safetensors.DecodeFloat32(t.DType, raw, v); err != nil {
-				w.Abort()
-				return nil, err
-			}
-			changed, err := mod(t.Name, v)
-			if err == nil && changed {
-				err = safetensors.EncodeFloat32(t.DType, v, raw)
-			}
-			if err != nil {
-				w.Abort()
-				return nil, err
-			}
-			s := compressed.Count(raw, t.DType.Size())
-			global.add(s)
-			stats[t.Name] = s
-			shape, target := shapes[t.Name]
-			if !opt.Compress || !target || !qualifies(s, structure, shape[1]) {
-				err = add(safetensors.WriteSpec{Name: t.Name, DType: t.DType, Shape: t.Shape}, raw)
-			} else {
-				err = addCompressed(add, st.Format, t, shape, raw)
-				st.CompressedWeights++
-				renamed = true
-			}
-			if err != nil {
-				w.Abort()
-				return nil, err
-			}
-		}
-		st.StoredBytes += w.Size()
-		if err := w.Close(meta); err != nil {
-			return nil, err
-		}
-		fi, err := os.Stat(out)
-		if err != nil {
-			return nil, err
-		}
-		st.FilesBytes += fi.Size()
+		s.st.FilesBytes += fi.Size()
 	}
-	st.GlobalSparsity = global.value()
-	if err := copyHFFiles(ck, dir, renamed); err != nil {
+	s.st.GlobalSparsity = s.global.value()
+	if err := copyHFFiles(ck, dir, s.renamed); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(ck.Path, indexName)); err == nil && renamed {
-		if err := safetensors.WriteIndex(filepath.Join(dir, indexName), weightMap, st.StoredBytes); err != nil {
+	if _, err := os.Stat(filepath.Join(ck.Path, indexName)); err == nil && s.renamed {
+		if err := safetensors.WriteIndex(filepath.Join(dir, indexName), s.weightMap, s.st.StoredBytes); err != nil {
 			return nil, err
 		}
 	}
-	return st, writeSparsityConfig(ck, dir, st, stats, shapes)
+	return s.st, writeSparsityConfig(ck, dir, s.st, s.stats, s.shapes)
+}
+
+// prepare reads one tensor's dense bytes, applies the modifier and counts
+// its zeros.
+func (s *hfSaver) prepare(t storedTensor) ([]byte, error) {
+	raw, err := t.Raw()
+	if err != nil {
+		return nil, err
+	}
+	s.st.DenseBytes += int64(len(raw))
+	if !t.DType.IsFloat() {
+		return raw, nil
+	}
+	n := len(raw) / t.DType.Size()
+	if cap(s.vals) < n {
+		s.vals = make([]float32, n)
+	}
+	v := s.vals[:n]
+	if err := safetensors.DecodeFloat32(t.DType, raw, v); err != nil {
+		return nil, err
+	}
+	changed, err := s.mod(t.Name, v)
+	if err == nil && changed {
+		err = safetensors.EncodeFloat32(t.DType, v, raw)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := compressed.Count(raw, t.DType.Size())
+	s.global.add(c)
+	s.stats[t.Name] = c
+	return raw, nil
+}
+
+// writeDense rewrites a shard with every tensor dense: sizes are known, so
+// the header is the compact one the input had.
+func (s *hfSaver) writeDense(file string) error {
+	ts := s.ck.hf.fileTensors(file)
+	specs := make([]safetensors.WriteSpec, len(ts))
+	for i, t := range ts {
+		specs[i] = safetensors.WriteSpec{Name: t.Name, DType: t.DType, Shape: t.Shape}
+		s.weightMap[t.Name] = file
+	}
+	f, _ := s.ck.hf.set.File(file)
+	return safetensors.WriteRawFile(filepath.Join(s.dir, file), specs, f.Metadata(), func(i int) ([]byte, error) {
+		raw, err := s.prepare(ts[i])
+		s.st.StoredBytes += int64(len(raw))
+		return raw, err
+	})
+}
+
+// writeCompressed rewrites a shard with every qualifying target weight in
+// the compressed format; the stored sizes depend on the data, so the file
+// is streamed with its header written last.
+func (s *hfSaver) writeCompressed(file string) error {
+	ts := s.ck.hf.fileTensors(file)
+	var names []string
+	for _, t := range ts {
+		names = append(names, t.Name)
+		if _, ok := s.shapes[t.Name]; ok {
+			for _, p := range compressed.PartNames(s.st.Format) {
+				names = append(names, compressed.Prefix(t.Name)+"."+p)
+			}
+		}
+	}
+	f, _ := s.ck.hf.set.File(file)
+	meta := f.Metadata()
+	w, err := safetensors.CreateStream(filepath.Join(s.dir, file), safetensors.HeaderBound(names, meta))
+	if err != nil {
+		return err
+	}
+	add := func(spec safetensors.WriteSpec, data []byte) error {
+		s.weightMap[spec.Name] = file
+		return w.Add(spec, data)
+	}
+	for _, t := range ts {
+		raw, err := s.prepare(t)
+		if err == nil {
+			shape, target := s.shapes[t.Name]
+			if target && t.DType.IsFloat() && qualifies(s.stats[t.Name], s.st.SparsityStructure, shape[1]) {
+				err = addCompressed(add, s.st.Format, t, shape, raw)
+				s.st.CompressedWeights++
+				s.renamed = true
+			} else {
+				err = add(safetensors.WriteSpec{Name: t.Name, DType: t.DType, Shape: t.Shape}, raw)
+			}
+		}
+		if err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	s.st.StoredBytes += w.Size()
+	return w.Close(meta)
 }
 
 // qualifies is compressed.Stats.Qualifies for a weight of width cols;
