@@ -116,6 +116,9 @@ func runAll(ctx context.Context, f *runFlags) ([]*report.Report, error) {
 	if _, err := f.extract.targets(); err != nil {
 		return nil, err
 	}
+	if st, err := os.Stat(f.search.spec.Model); f.extract.saveCompressed && err == nil && !st.IsDir() {
+		return nil, fmt.Errorf("--save-compressed needs a Hugging Face model directory (%s is a llama2.c model)", f.search.spec.Model)
+	}
 	if err := f.extract.evals.validate(); err != nil {
 		return nil, err
 	}
