@@ -56,27 +56,21 @@ func Compress(format, dtype string, rows, cols int, raw []byte) ([]Part, error) 
 	mask := make([]byte, rows*stride)
 	switch format {
 	case SparseBitmask:
+		nz := nonzeroMask(mask, raw, rows, cols, stride, size)
 		offsets := make([]int64, rows)
-		nz := 0
-		for i := 0; i < rows*cols; i++ {
-			if !isZero(raw, i, size) {
-				nz++
+		var before int64
+		for r := range offsets {
+			offsets[r] = before
+			for _, b := range mask[r*stride : (r+1)*stride] {
+				before += int64(bits.OnesCount8(b))
 			}
 		}
-		vals := make([]byte, 0, nz*size)
-		for r := 0; r < rows; r++ {
-			offsets[r] = int64(len(vals) / size)
-			for c := 0; c < cols; c++ {
-				i := r*cols + c
-				if !isZero(raw, i, size) {
-					mask[r*stride+c/8] |= 1 << (c % 8)
-					vals = append(vals, raw[i*size:(i+1)*size]...)
-				}
-			}
-		}
+		vals := make([]byte, nz*size+2)
+		gather(vals, raw, mask, rows, cols, stride, size)
+		vals = vals[:nz*size]
 		return []Part{
 			{"shape", "I64", []int{2}, int64Bytes(int64(rows), int64(cols))},
-			{"compressed", dtype, []int{len(vals) / size}, vals},
+			{"compressed", dtype, []int{nz}, vals},
 			{"bitmask", "U8", []int{rows, stride}, mask},
 			{"row_offsets", "I64", []int{rows}, int64Bytes(offsets...)},
 		}, nil
@@ -84,22 +78,19 @@ func Compress(format, dtype string, rows, cols int, raw []byte) ([]Part, error) 
 		if cols%4 != 0 {
 			return nil, fmt.Errorf("compress: 2:4 needs a width that is a multiple of 4 (got %d)", cols)
 		}
-		vals := make([]byte, 0, rows*cols/2*size)
 		for r := 0; r < rows; r++ {
 			for g := 0; g < cols; g += 4 {
 				keep, err := keep24(raw, r*cols+g, size)
 				if err != nil {
 					return nil, fmt.Errorf("compress: row %d, columns %d–%d: %w", r, g, g+3, err)
 				}
-				for j := 0; j < 4; j++ {
-					if keep&(1<<j) != 0 {
-						c, i := g+j, r*cols+g+j
-						mask[r*stride+c/8] |= 1 << (c % 8)
-						vals = append(vals, raw[i*size:(i+1)*size]...)
-					}
-				}
+				// g is a multiple of 4: the group's 4 bits share a byte
+				mask[r*stride+g/8] |= keep << (g % 8)
 			}
 		}
+		vals := make([]byte, rows*cols/2*size+2)
+		gather(vals, raw, mask, rows, cols, stride, size)
+		vals = vals[:rows*cols/2*size]
 		return []Part{
 			{"shape", "I64", []int{2, 1}, int64Bytes(int64(rows), int64(cols))},
 			{"compressed", dtype, []int{rows, cols / 2}, vals},
@@ -107,6 +98,68 @@ func Compress(format, dtype string, rows, cols int, raw []byte) ([]Part, error) 
 		}, nil
 	}
 	return nil, checkFormat(format)
+}
+
+// nonzeroMask sets the mask bit of every non-zero element (packbits
+// order: bit c%8 of byte c/8 of the row) and returns their number.
+func nonzeroMask(mask, raw []byte, rows, cols, stride, size int) int {
+	nz := 0
+	for r := 0; r < rows; r++ {
+		m := mask[r*stride : (r+1)*stride]
+		if size == 2 { // bf16/f16, the common case: branch-free (zeros are unpredictable)
+			row := raw[2*r*cols : 2*(r+1)*cols]
+			for c := 0; c < cols; c++ {
+				x := uint32(row[2*c]) | uint32(row[2*c+1]&0x7f)<<8
+				bit := (x + 0x7fff) >> 15 // 1 unless ±0
+				m[c>>3] |= byte(bit) << (c & 7)
+				nz += int(bit)
+			}
+			continue
+		}
+		for c := 0; c < cols; c++ {
+			if !isZero(raw, r*cols+c, size) {
+				m[c>>3] |= 1 << (c & 7)
+				nz++
+			}
+		}
+	}
+	return nz
+}
+
+// gather copies the elements whose mask bit is set into vals, row-major;
+// scatter is its inverse into a zeroed dense buffer. For 2-byte elements
+// both are branch-free, so vals needs 2 bytes of slack beyond its values.
+func gather(vals, raw, mask []byte, rows, cols, stride, size int) {
+	k := 0
+	for r := 0; r < rows; r++ {
+		row, m := raw[r*cols*size:(r+1)*cols*size], mask[r*stride:(r+1)*stride]
+		for c := 0; c < cols; c++ {
+			bit := int(m[c>>3]>>(c&7)) & 1
+			if size == 2 {
+				vals[k], vals[k+1] = row[2*c], row[2*c+1]
+			} else if bit == 1 {
+				copy(vals[k:k+size], row[c*size:])
+			}
+			k += size * bit
+		}
+	}
+}
+
+func scatter(raw, vals, mask []byte, rows, cols, stride, size int) {
+	k := 0
+	for r := 0; r < rows; r++ {
+		row, m := raw[r*cols*size:(r+1)*cols*size], mask[r*stride:(r+1)*stride]
+		for c := 0; c < cols; c++ {
+			bit := int(m[c>>3]>>(c&7)) & 1
+			if size == 2 {
+				keep := byte(-bit) // 0xff or 0
+				row[2*c], row[2*c+1] = vals[k]&keep, vals[k+1]&keep
+			} else if bit == 1 {
+				copy(row[c*size:(c+1)*size], vals[k:])
+			}
+			k += size * bit
+		}
+	}
 }
 
 // keep24 picks the 2 positions of a group of 4 that sparse-24-bitmask keeps:
@@ -192,17 +245,11 @@ func Decompress(format string, parts map[string]Part) (rows, cols int, dtype str
 		}
 	}
 	raw = make([]byte, rows*cols*size)
-	src := cv.Data
-	for r := 0; r < rows; r++ {
-		row := bm.Data[r*stride:]
-		for c := 0; c < cols; c++ {
-			if row[c/8]&(1<<(c%8)) != 0 {
-				i := r*cols + c
-				copy(raw[i*size:(i+1)*size], src[:size])
-				src = src[size:]
-			}
-		}
+	vals := cv.Data
+	if size == 2 { // scatter reads 2 bytes past the last value
+		vals = append(vals[:len(vals):len(vals)], 0, 0)
 	}
+	scatter(raw, vals, bm.Data, rows, cols, stride, size)
 	return rows, cols, dtype, raw, nil
 }
 

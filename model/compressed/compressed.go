@@ -135,7 +135,10 @@ func Count(raw []byte, size int) Stats {
 	for g := 0; g < n; g += 4 {
 		z := 0
 		for i := g; i < min(g+4, n); i++ {
-			if isZero(raw, i, size) {
+			if size == 2 { // branch-free for bf16/f16
+				x := uint32(raw[2*i]) | uint32(raw[2*i+1]&0x7f)<<8
+				z += int(1 - (x+0x7fff)>>15)
+			} else if isZero(raw, i, size) {
 				z++
 			}
 		}
