@@ -79,7 +79,7 @@ func TestTokenizerFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	if err := SaveLike(ck, out, func(string, []float32) (bool, error) { return false, nil }); err != nil {
+	if _, err := SaveLike(ck, out, func(string, []float32) (bool, error) { return false, nil }, SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"vocab.json", "merges.txt"} {
