@@ -50,8 +50,6 @@ func synthFamily(t *testing.T, f family) string {
 // models with their families' real tokenizers; outputs stay bf16 and carry
 // the sparsity metadata; a compressed output evaluates and holds exactly
 // the dense output's weights.
-// The Llama-3 and Qwen3 cases need the byte-level BPE loaders of
-// model/tokenizer; until that loader exists they are skipped (CI: failed).
 func TestPipelineModernFamilies(t *testing.T) {
 	wiki := headLines(t, "text/wikitext-2-raw/wiki.test.raw", 6)
 	calib := headLines(t, "text/tinystories/TinyStories-train-head-944K.txt", 100)
@@ -60,9 +58,6 @@ func TestPipelineModernFamilies(t *testing.T) {
 			dir := synthFamily(t, f)
 			m, err := openModel(dir, "", true)
 			if err != nil {
-				if os.Getenv("CI") == "" {
-					t.Skipf("the %s tokenizer does not load yet (%v): needs the byte-level BPE loaders", f.name, err)
-				}
 				t.Fatal(err)
 			}
 			dense, err := perplexityOf("dense", m.w, m.tok, "wikitext2", wiki, 64)
