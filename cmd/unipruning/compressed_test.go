@@ -42,7 +42,7 @@ func TestCompressedOutputPerplexity(t *testing.T) {
 			if target == "2:4" {
 				f.pattern = target
 			} else {
-				f.sparsity = 0.5
+				f.sparsity = ptr(0.5)
 			}
 			f.saveCompressed = compress
 			f.evals = evalSpec{datasets: []string{"lines"}, texts: []string{text}, skipDense: true}
@@ -80,7 +80,7 @@ func TestCompressedOutputPerplexity(t *testing.T) {
 	}
 	// --save-compressed on a llama2.c model fails before any work.
 	f := storiesPrune(t, "wanda")
-	f.sparsity, f.saveCompressed = 0.5, true
+	f.sparsity, f.saveCompressed = ptr(0.5), true
 	if err := runPrune(f); err == nil || !strings.Contains(err.Error(), "Hugging Face") {
 		t.Errorf("llama2.c --save-compressed: %v", err)
 	}

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/unipruning/unipruning/internal/shareddata"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/model/compressed"
-	"github.com/unipruning/unipruning/shard"
 )
 
 // family is a small synthetic model of a modern family with its real
@@ -71,14 +71,14 @@ func TestPipelineModernFamilies(t *testing.T) {
 			}
 			evals := evalSpec{datasets: []string{"wikitext2"}, texts: []string{wiki}, seqlen: 64, skipDense: true}
 
-			pf := pruneFlags{model: dir, method: "wanda", sparsity: 0.5, calib: calib, calibFormat: "lines",
+			pf := pruneFlags{model: dir, method: "wanda", sparsity: ptr(0.5), calib: calib, calibFormat: "lines",
 				nsamples: 2, seqlen: 64, batch: 2, saveCompressed: true, out: filepath.Join(t.TempDir(), "prune")}
 			if err := runPrune(pf); err != nil {
 				t.Fatal(err)
 			}
 			checkFamilyOutput(t, pf.out, compressed.SparseBitmask)
 
-			spec := shard.Spec{Model: dir, CalibPath: calib, CalibFormat: "lines", Seqlen: 64, Steps: 3, Mode: shard.ModeGlobal, CheckpointEvery: 2}
+			spec := job.Spec{Model: dir, CalibPath: calib, CalibFormat: "lines", Seqlen: 64, Steps: 3, Mode: job.ModeGlobal, CheckpointEvery: 2}
 			run := filepath.Join(t.TempDir(), "run")
 			if _, err := runSearch(context.Background(), searchFlags{spec: spec, out: run, shards: 2}); err != nil {
 				t.Fatal(err)

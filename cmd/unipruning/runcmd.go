@@ -14,6 +14,7 @@ import (
 	"github.com/unipruning/unipruning/coordinator"
 	"github.com/unipruning/unipruning/internal/datadir"
 	"github.com/unipruning/unipruning/job"
+	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/report"
 	"github.com/unipruning/unipruning/shard"
 	"github.com/unipruning/unipruning/shardrpc"
@@ -116,8 +117,16 @@ func runAll(ctx context.Context, f *runFlags) ([]*report.Report, error) {
 	if _, err := f.extract.targets(); err != nil {
 		return nil, err
 	}
-	if st, err := os.Stat(f.search.spec.Model); f.extract.saveCompressed && err == nil && !st.IsDir() {
-		return nil, fmt.Errorf("--save-compressed needs a Hugging Face model directory (%s is a llama2.c model)", f.search.spec.Model)
+	if f.extract.saveCompressed { // refused before the search, not after it
+		ck, err := model.Open(f.search.spec.Model, f.search.spec.Tokenizer)
+		if err != nil {
+			return nil, err
+		}
+		err = checkCompressible(ck, true)
+		ck.Close()
+		if err != nil {
+			return nil, err
+		}
 	}
 	if err := f.extract.evals.validate(); err != nil {
 		return nil, err
