@@ -2,6 +2,7 @@ package nn
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -41,6 +42,40 @@ func TestClipAndSchedule(t *testing.T) {
 	for k, want := range cases {
 		if got := s.LR(k); math.Abs(got-want) > 1e-18 {
 			t.Errorf("LR(%d) = %v, want %v", k, got, want)
+		}
+	}
+}
+
+// TestAdamWClippedIsScaleThenAdamW checks the fused clip + AdamW against
+// the two separate calls, bit for bit, over several steps, clip factors
+// (including 1) and weight decay, in float32 and float64.
+func TestAdamWClippedIsScaleThenAdamW(t *testing.T) {
+	testAdamWClipped[float32](t)
+	testAdamWClipped[float64](t)
+}
+
+func testAdamWClipped[T Float](t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	const n = 1001
+	w1, m1, v1 := make([]T, n), make([]T, n), make([]T, n)
+	for i := range w1 {
+		w1[i] = T(r.NormFloat64())
+	}
+	w2, m2, v2 := append([]T(nil), w1...), make([]T, n), make([]T, n)
+	for step, clip := range []float64{0.37, 1, 0.9999, 0.0123} {
+		g := make([]T, n)
+		for i := range g {
+			g[i] = T(r.NormFloat64() * 3)
+		}
+		g2 := append([]T(nil), g...)
+		c := AdamConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-10, WeightDecay: 0.01 * float64(step%2)}
+		Scale(g, clip)
+		AdamW(w1, g, m1, v1, 1e-3, step+1, c)
+		AdamWClipped(w2, g2, m2, v2, 1e-3, step+1, c, clip)
+		for i := range w1 {
+			if w1[i] != w2[i] || m1[i] != m2[i] || v1[i] != v2[i] {
+				t.Fatalf("step %d clip %v, element %d: w %v/%v m %v/%v v %v/%v", step, clip, i, w1[i], w2[i], m1[i], m2[i], v1[i], v2[i])
+			}
 		}
 	}
 }

@@ -286,15 +286,22 @@ func sumSelected(w []float32, in int, sel []uint64, colSum []float64) {
 // scores, and scores whose mean is not finite, are left as they are, as in
 // the released code. It allocates nothing.
 func NormalizeMean(dst []float32) {
-	var s float64
-	for _, v := range dst {
-		s += math.Abs(float64(v))
-	}
-	mean := s / float64(len(dst))
-	if s == 0 || math.IsInf(mean, 0) || math.IsNaN(mean) {
+	mean, ok := meanAbs(dst)
+	if !ok {
 		return // as released: only a finite, positive mean is divided out
 	}
 	for k, v := range dst {
 		dst[k] = float32(float64(v) / mean)
 	}
+}
+
+// meanAbs is the mean |v| of NormalizeMean (float64 sum in index order) and
+// whether it is one to divide by: finite and positive.
+func meanAbs(v []float32) (float64, bool) {
+	var s float64
+	for _, x := range v {
+		s += math.Abs(float64(x))
+	}
+	mean := s / float64(len(v))
+	return mean, s != 0 && !math.IsInf(mean, 0) && !math.IsNaN(mean)
 }

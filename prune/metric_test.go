@@ -325,3 +325,34 @@ func TestScore(t *testing.T) {
 		t.Fatalf("magnitude needs no statistics: %v", err)
 	}
 }
+
+// TestAccumulateNormalizedIsNormalizeThenAccumulate checks the fused
+// normalise + z update against NormalizeMean followed by Accumulate, bit
+// for bit, over steps whose Γ is non-zero, and for all-zero and non-finite
+// scores (left unnormalised), and that it leaves the scores alone.
+func TestAccumulateNormalizedIsNormalizeThenAccumulate(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	const n = 777
+	a, b := NewMirror(n), NewMirror(n)
+	inputs := [][]float32{metricRandW(r, n), make([]float32, n), metricRandW(r, n), metricRandW(r, n)}
+	inputs[3][5] = float32(math.Inf(1))
+	for step, s := range inputs {
+		s1, s2 := append([]float32(nil), s...), append([]float32(nil), s...)
+		NormalizeMean(s1)
+		a.Accumulate(s1, 0.01)
+		b.AccumulateNormalized(s2, 0.01)
+		if !slices.Equal(s2, s) {
+			t.Fatalf("step %d: scores changed", step)
+		}
+		for i := range a.Z {
+			if math.Float32bits(a.Z[i]) != math.Float32bits(b.Z[i]) {
+				t.Fatalf("step %d, element %d: z %v, fused %v", step, i, a.Z[i], b.Z[i])
+			}
+		}
+		a.Shrink(0.002, int32(step+1))
+		b.Shrink(0.002, int32(step+1))
+	}
+	if n := testing.AllocsPerRun(5, func() { b.AccumulateNormalized(inputs[0], 0.01) }); n != 0 {
+		t.Fatalf("AccumulateNormalized allocates %v times", n)
+	}
+}

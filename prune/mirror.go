@@ -28,6 +28,24 @@ func (m *Mirror) Accumulate(s []float32, kappa float32) {
 	}
 }
 
+// AccumulateNormalized is NormalizeMean(s) followed by Accumulate(s,
+// kappa), fused into one pass over the state that leaves s as it was: the
+// normalised score of each weight is computed, rounded to float32 exactly as
+// NormalizeMean stores it, and added at once. It gives bitwise the state of
+// the two calls, without writing the scores back.
+func (m *Mirror) AccumulateNormalized(s []float32, kappa float32) {
+	mean, ok := meanAbs(s)
+	if !ok {
+		m.Accumulate(s, kappa)
+		return
+	}
+	z, g := m.Z[:len(s)], m.Gamma[:len(s)]
+	for i, sv := range s {
+		n := float32(float64(sv) / mean)
+		z[i] += kappa * (n - g[i])
+	}
+}
+
 // Shrink sets Γ ← sign(z)·max(|z| − τ, 0) and records step as the first
 // step of every weight whose Γ becomes non-zero for the first time.
 func (m *Mirror) Shrink(tau float32, step int32) {

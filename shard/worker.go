@@ -25,13 +25,12 @@ import (
 
 // target is the per-matrix state of the search.
 type target struct {
-	t      model.Target
-	lin    *nn.Linear[float32] // W^k (aliases the stage's weights)
-	grad   []float32
-	m, v   []float32 // Adam moments (nil in frozen mode)
-	mir    *prune.Mirror
-	stats  *prune.Stats // this step's input statistics (shared by matrices reading the same input)
-	scores []float32
+	t     model.Target
+	lin   *nn.Linear[float32] // W^k (aliases the stage's weights)
+	grad  []float32
+	m, v  []float32 // Adam moments (nil in frozen mode)
+	mir   *prune.Mirror
+	stats *prune.Stats // this step's input statistics (shared by matrices reading the same input)
 }
 
 // Worker runs the search stage for its part of the model.
@@ -46,6 +45,10 @@ type Worker struct {
 	windows [][]int32                // calibration windows (first and last shard only)
 	pipe    shardrpc.Pipe
 	step    int // last step fully applied (Γ updated)
+	// scores[w] is goroutine w's buffer for one matrix's saliency S^k:
+	// scores are consumed as soon as they are computed, so the worker
+	// holds GOMAXPROCS of them instead of one per target.
+	scores [][]float32
 }
 
 // NewWorker loads the part's weights and initialises its state.
@@ -54,6 +57,7 @@ func NewWorker(spec job.Spec, part nn.Part, pipe shardrpc.Pipe) (*Worker, error)
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	tuneGC()
 	ck, err := model.Open(spec.Model, spec.Tokenizer)
 	if err != nil {
 		return nil, err
@@ -93,7 +97,7 @@ func (wk *Worker) load() error {
 func (wk *Worker) newTarget(t model.Target, st *prune.Stats) *target {
 	lin := &wk.w.Blocks[t.Layer].Lin[t.Matrix]
 	n := lin.Out * lin.In
-	tg := &target{t: t, lin: lin, mir: prune.NewMirror(n), stats: st, scores: make([]float32, n)}
+	tg := &target{t: t, lin: lin, mir: prune.NewMirror(n), stats: st}
 	if wk.spec.Trains() {
 		tg.grad = wk.st.G.Blocks[t.Layer].Lin[t.Matrix].W
 		tg.m, tg.v = make([]float32, n), make([]float32, n)
@@ -221,35 +225,54 @@ func (wk *Worker) Update(ctx context.Context, k int, lr, clipCoef float64) error
 	if k != wk.step+1 {
 		return fmt.Errorf("shard is at step %d, asked to update step %d", wk.step, k)
 	}
-	return parallel(len(wk.ts), func(i int) error { return wk.updateTarget(wk.ts[i], k, lr, clipCoef) })
+	workers := min(len(wk.ts), runtime.GOMAXPROCS(0))
+	for len(wk.scores) < workers {
+		wk.scores = append(wk.scores, nil)
+	}
+	return parallelW(len(wk.ts), workers, func(w, i int) error {
+		tg := wk.ts[i]
+		n := len(tg.lin.W)
+		if cap(wk.scores[w]) < n {
+			wk.scores[w] = make([]float32, n)
+		}
+		return wk.updateTarget(tg, wk.scores[w][:n], k, lr, clipCoef)
+	})
 }
 
-func (wk *Worker) updateTarget(tg *target, k int, lr, clipCoef float64) error {
+// updateTarget runs the update of one matrix: S^k into scores (the
+// pre-update weights), clipping fused into AdamW, ProxSparse, then
+// normalisation fused into z ← z + κ(S^k − Γ).
+func (wk *Worker) updateTarget(tg *target, scores []float32, k int, lr, clipCoef float64) error {
 	out, in := tg.lin.Out, tg.lin.In
 	var rng *rand.Rand
 	if wk.spec.Metric.NeedsRNG() {
 		rng = seeded.New(wk.spec.Seed, seeded.Metric, uint64(k), uint64(tg.t.Layer), uint64(tg.t.Matrix))
 	}
-	if err := prune.Score(wk.spec.Metric, tg.scores, tg.lin.W, out, in, tg.stats, rng); err != nil {
+	if err := prune.Score(wk.spec.Metric, scores, tg.lin.W, out, in, tg.stats, rng); err != nil {
 		return err
 	}
-	prune.NormalizeMean(tg.scores)
 	if wk.spec.Trains() {
-		nn.Scale(tg.grad, clipCoef)
-		nn.AdamW(tg.lin.W, tg.grad, tg.m, tg.v, lr, k, nn.SearchAdam)
+		nn.AdamWClipped(tg.lin.W, tg.grad, tg.m, tg.v, lr, k, nn.SearchAdam, clipCoef)
 		if wk.spec.Lambda2 > 0 && in%4 == 0 {
 			if err := prune.ProxNM(tg.lin.W, out, in, wk.spec.Lambda2); err != nil {
 				return err
 			}
 		}
 	}
-	tg.mir.Accumulate(tg.scores, float32(wk.spec.Kappa))
+	tg.mir.AccumulateNormalized(scores, float32(wk.spec.Kappa))
 	return nil
 }
 
 // parallel runs f(0..n-1) on GOMAXPROCS goroutines and returns the first
 // error (by index).
 func parallel(n int, f func(i int) error) error {
+	return parallelW(n, min(n, runtime.GOMAXPROCS(0)), func(_, i int) error { return f(i) })
+}
+
+// parallelW runs f(w, 0..n-1) on the given number of goroutines, w being
+// the goroutine's index (for its scratch buffers), and returns the first
+// error by index.
+func parallelW(n, workers int, f func(w, i int) error) error {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	next := make(chan int, n)
@@ -257,12 +280,12 @@ func parallel(n int, f func(i int) error) error {
 		next <- i
 	}
 	close(next)
-	for w := 0; w < min(n, runtime.GOMAXPROCS(0)); w++ {
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				errs[i] = f(i)
+				errs[i] = f(w, i)
 			}
 		}()
 	}

@@ -31,19 +31,27 @@ type Tensor struct {
 	I32   []int32
 }
 
-func (t *Tensor) raw() ([]byte, string) {
+// raw returns the tensor's little-endian bytes in buf (grown as needed,
+// so one buffer serves every tensor of an image) and its dtype.
+func (t *Tensor) raw(buf []byte) ([]byte, string) {
+	n, dt := 4*len(t.F32), "F32"
 	if t.I32 != nil {
-		b := make([]byte, 4*len(t.I32))
+		n, dt = 4*len(t.I32), "I32"
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	b := buf[:n]
+	if t.I32 != nil {
 		for i, v := range t.I32 {
 			binary.LittleEndian.PutUint32(b[4*i:], uint32(v))
 		}
-		return b, "I32"
+		return b, dt
 	}
-	b := make([]byte, 4*len(t.F32))
 	for i, v := range t.F32 {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
 	}
-	return b, "F32"
+	return b, dt
 }
 
 // Encode serialises tensors (sorted by name) and metadata into one
@@ -62,12 +70,20 @@ func Encode(ts []Tensor, meta map[string]string) ([]byte, error) {
 	}
 	blobs := make([][]byte, len(sorted))
 	specs := make([]safetensors.WriteSpec, len(sorted))
+	var raw, zbuf []byte
 	for i := range sorted {
 		t := &sorted[i]
-		raw, dt := t.raw()
+		var dt string
+		raw, dt = t.raw(raw)
 		sum := sha256.Sum256(raw)
 		md["t:"+t.Name] = fmt.Sprintf("%s;%s;%s", dt, joinInts(t.Shape), hex.EncodeToString(sum[:]))
-		blobs[i] = enc.EncodeAll(raw, nil)
+		// Compress into a reused buffer and keep an exact-size copy: zstd
+		// growing its output from nil copied each tensor several times.
+		if need := len(raw) + len(raw)/64 + 1024; cap(zbuf) < need {
+			zbuf = make([]byte, 0, need)
+		}
+		zbuf = enc.EncodeAll(raw, zbuf[:0])
+		blobs[i] = append([]byte(nil), zbuf...)
 		specs[i] = safetensors.WriteSpec{Name: t.Name, DType: safetensors.U8, Shape: []int{len(blobs[i])}}
 	}
 	return safetensors.EncodeRaw(specs, md, func(i int) ([]byte, error) { return blobs[i], nil })
