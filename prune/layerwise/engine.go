@@ -248,6 +248,7 @@ func (c *collector) Observe(layer int, m model.Matrix, x []float32, rows, cols i
 		return
 	}
 	g := model.InputGroup(m)
+	x = x[:rows*cols] // the stage's buffer may be longer (a short last batch)
 	c.sums[g].Add(x, rows, cols)
 	if c.hess[g] != nil {
 		c.hess[g].Add(x, rows, cols, rows/c.t)
