@@ -233,6 +233,11 @@ func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target
 		Tokenizer: m.ck.TokenizerPath, Method: "unipruning-" + spec.Mode, Calibration: store.Calibration,
 		Settings: map[string]any{"run": f.run, "spec": spec, "reconstruct": f.reconstruct}, Seconds: map[string]float64{}, Machine: provenance.ThisMachine(nn.ActiveKernel()),
 		Evals: slices.Clone(dense.Evals), ZeroShot: maps.Clone(dense.ZeroShot)}
+	if ch, err := readLRChoice(f.run); err != nil {
+		return nil, err
+	} else if ch != nil {
+		rep.Settings["lr_auto"] = ch // the search's rate was chosen by probes
+	}
 	if t.M > 0 {
 		rep.Pattern = fmt.Sprintf("%d:%d", t.N, t.M)
 	} else {
