@@ -19,6 +19,16 @@ type Data struct {
 	Seed      *int   `json:"seed,omitempty"`
 	Tokenizer string `json:"tokenizer,omitempty"`
 	Note      string `json:"note,omitempty"`
+	// Range is the evaluated slice of the protocol's windows, when not
+	// all of them (eval --windows A:B, --skip, --limit).
+	Range *WindowRange `json:"window_range,omitempty"`
+}
+
+// WindowRange is windows [From, To) of the Of windows a protocol yields.
+type WindowRange struct {
+	From int `json:"from"`
+	To   int `json:"to"`
+	Of   int `json:"of"`
 }
 
 // Machine records where the numbers were measured.

@@ -158,8 +158,32 @@ func keepAbove(bitsOut []uint64, vals []float32, thr uint32, quota uint64, abs b
 	return quota
 }
 
-// UnstructuredByRow prunes PruneCount(in, sparsity) lowest scores in every
-// row (Wanda's comparison group); ties are pruned in ascending column.
+// RowQuotas splits PruneCount(out·in, sparsity) pruned weights over out
+// rows of in weights, so that a per-row method prunes exactly as many
+// weights per matrix as a per-matrix one (fair comparisons). Every row's
+// exact share is in·p; all rows have the same width, so every row gets the
+// floor of the total's even split and the remainder goes one each to the
+// largest remainders — all equal — with ties to the lower row index.
+func RowQuotas(out, in int, sparsity float64) []int {
+	total := PruneCount(out*in, sparsity)
+	q := make([]int, out)
+	if out == 0 {
+		return q
+	}
+	base, extra := total/out, total%out
+	for i := range q {
+		q[i] = base
+		if i < extra {
+			q[i]++
+		}
+	}
+	return q
+}
+
+// UnstructuredByRow prunes the lowest scores of every row (Wanda's
+// comparison group), RowQuotas(out, in, sparsity)[i] in row i, so the
+// matrix loses exactly PruneCount(out·in, sparsity) weights; ties are
+// pruned in ascending column.
 func UnstructuredByRow(scores []float32, out, in int, sparsity float64) (*Mask, error) {
 	if err := checkScores(scores, out, in); err != nil {
 		return nil, err
@@ -170,15 +194,13 @@ func UnstructuredByRow(scores []float32, out, in int, sparsity float64) (*Mask, 
 	if err := nanError(scores, in); err != nil {
 		return nil, err
 	}
-	k := PruneCount(in, sparsity)
 	m := NewMask(out, in)
 	m.Fill(true)
-	if k == 0 {
-		return m, nil
-	}
 	buf := make([]uint64, in)
-	for i := 0; i < out; i++ {
-		pruneLowest(m, scores[i*in:(i+1)*in], i*in, k, buf)
+	for i, k := range RowQuotas(out, in, sparsity) {
+		if k > 0 {
+			pruneLowest(m, scores[i*in:(i+1)*in], i*in, k, buf)
+		}
 	}
 	return m, nil
 }

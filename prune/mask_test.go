@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -239,10 +240,10 @@ func TestUnstructuredByRowMatchesReference(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				k := PruneCount(in, sp)
+				quotas := rowQuotasRef(out, in, sp)
 				var pruned []int
 				for i := 0; i < out; i++ {
-					for _, c := range maskRefLowest(scores[i*in:(i+1)*in], k) {
+					for _, c := range maskRefLowest(scores[i*in:(i+1)*in], quotas[i]) {
 						pruned = append(pruned, i*in+c)
 					}
 				}
@@ -256,8 +257,8 @@ func TestUnstructuredByRowMatchesReference(t *testing.T) {
 							kept++
 						}
 					}
-					if kept != in-k {
-						t.Fatalf("%s %dx%d p=%v row %d: kept %d, want %d", kind, out, in, sp, i, kept, in-k)
+					if kept != in-quotas[i] {
+						t.Fatalf("%s %dx%d p=%v row %d: kept %d, want %d", kind, out, in, sp, i, kept, in-quotas[i])
 					}
 				}
 			}
@@ -387,4 +388,58 @@ func ExampleNM() {
 	}
 	fmt.Println()
 	// Output: 01101100
+}
+
+// rowQuotasRef is the largest-remainder (Hamilton) apportionment of the
+// matrix's pruned count over rows weighted by their widths, written out
+// generally: exact shares as fractions total·in/(out·in), floors, then the
+// leftover to the largest remainders, ties to the lower row.
+func rowQuotasRef(out, in int, sp float64) []int {
+	total := PruneCount(out*in, sp)
+	n := out * in
+	q := make([]int, out)
+	type rem struct{ r, row int }
+	var rs []rem
+	left := total
+	for i := range out {
+		q[i] = total * in / n
+		rs = append(rs, rem{total * in % n, i})
+		left -= q[i]
+	}
+	sort.SliceStable(rs, func(a, b int) bool { return rs[a].r > rs[b].r })
+	for _, x := range rs[:left] {
+		q[x.row]++
+	}
+	return q
+}
+
+func TestRowQuotasFairCount(t *testing.T) {
+	for _, sh := range maskShapes {
+		for _, sp := range maskSparsities {
+			q := RowQuotas(sh[0], sh[1], sp)
+			sum := 0
+			for i, k := range q {
+				sum += k
+				if k < 0 || k > sh[1] {
+					t.Fatalf("%v p=%v row %d: quota %d", sh, sp, i, k)
+				}
+			}
+			if want := PruneCount(sh[0]*sh[1], sp); sum != want {
+				t.Fatalf("%v p=%v: rows prune %d, the matrix count is %d", sh, sp, sum, want)
+			}
+		}
+	}
+	// The issue's case: 64 inputs at 70% prune 45 of 64 per row when every
+	// row is rounded on its own (70.3%); a 64×64 matrix must lose exactly
+	// PruneCount(4096, 0.7) = 2867 = 51 rows of 45 and 13 rows of 44.
+	q := RowQuotas(64, 64, 0.7)
+	for i, k := range q {
+		want := 44
+		if i < 2867-64*44 {
+			want = 45
+		}
+		if k != want {
+			t.Fatalf("row %d: quota %d, want %d", i, k, want)
+		}
+	}
 }

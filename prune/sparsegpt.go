@@ -52,6 +52,12 @@ type SparseGPTConfig struct {
 	N, M      int     // when M > 0: keep N of every M consecutive inputs of a row
 	BlockSize int     // columns per lazy-update block; 0 selects 128
 	PercDamp  float64 // dampening as a fraction of mean(diag H); 0 selects 0.01
+	// Mask, when set (out×in row-major, false = prune), fixes which
+	// weights are pruned: no selection happens (Sparsity, N, M are not
+	// used) and the sweep only reconstructs the kept weights with the OBS
+	// updates — SparseGPT's solve for a mask chosen elsewhere (UniPruning's
+	// extract --reconstruct obs). Dead inputs are zeroed as always.
+	Mask []bool
 }
 
 // SGPTResult is the outcome of SparseGPT on one matrix.
@@ -163,6 +169,13 @@ func sgptCheck(n, out, in int, cfg *SparseGPTConfig) error {
 	if !(cfg.PercDamp > 0) {
 		cfg.PercDamp = sgptDefaultDamp
 	}
+	if cfg.Mask != nil {
+		if len(cfg.Mask) != n {
+			return fmt.Errorf("prune: sparsegpt: fixed mask of %d entries for a %d×%d matrix", len(cfg.Mask), out, in)
+		}
+		cfg.N, cfg.M = 0, 0
+		return nil
+	}
 	switch {
 	case cfg.M < 0 || (cfg.M > 0 && (cfg.N < 1 || cfg.N > cfg.M)):
 		return fmt.Errorf("prune: sparsegpt: bad pattern %d:%d", cfg.N, cfg.M)
@@ -201,8 +214,13 @@ func sgptRun(w []float64, out, in int, inv *SGPTInverse, cfg SparseGPTConfig) *S
 	if cfg.M > 0 {
 		s.n, s.m = cfg.N, cfg.M
 	}
-	for i := range s.keep {
-		s.keep[i] = true
+	fixed := cfg.Mask != nil
+	if fixed {
+		copy(s.keep, cfg.Mask)
+	} else {
+		for i := range s.keep {
+			s.keep[i] = true
+		}
 	}
 	for j, d := range inv.Dead {
 		if d {
@@ -212,13 +230,13 @@ func sgptRun(w []float64, out, in int, inv *SGPTInverse, cfg SparseGPTConfig) *S
 		}
 	}
 	var quotas []int
-	if s.m == 0 {
+	if s.m == 0 && !fixed {
 		quotas = sgptBlockQuotas(PruneCount(out*in, cfg.Sparsity), in, bs)
 		s.score, s.idx = make([]float64, out*bs), make([]int32, out*bs)
 	}
 	for b, i1 := 0, 0; i1 < in; b, i1 = b+1, i1+bs {
 		i2 := min(i1+bs, in)
-		if s.m == 0 {
+		if quotas != nil {
 			s.selectBlock(i1, i2, quotas[b])
 		}
 		hessParallel(out, func(r0, r1 int) { s.sweepRows(r0, r1, i1, i2) })

@@ -151,3 +151,57 @@ func TestCharts(t *testing.T) {
 		t.Fatalf("N:M chart axes x [%v, %v], y max %v", pp.X.Min, pp.X.Max, pp.Y.Max)
 	}
 }
+
+// TestTableSeedsAndAchievedSparsity: several roots (one per calibration
+// seed) merge into mean ± sample sd; every cell whose report counts
+// weights shows its achieved sparsity, and a 4:8 cell that leaves a
+// matrix dense is marked as short of its label.
+func TestTableSeedsAndAchievedSparsity(t *testing.T) {
+	counted := func(dir string, sp float64, pattern string, ppl float64, mats []Matrix) {
+		t.Helper()
+		write(t, dir, sp, pattern, ppl)
+		r, err := Read(filepath.Join(dir, "report.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Matrices = mats
+		r.Summarize()
+		if err := r.Write(filepath.Join(dir, "report.json")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	half := []Matrix{{Name: "a", Out: 4, In: 8, Kept: 16}, {Name: "b", Out: 4, In: 8, Kept: 16}}
+	oneDense := []Matrix{{Name: "a", Out: 4, In: 8, Kept: 16}, {Name: "b", Out: 4, In: 6, Kept: 24, Dense: true}}
+	var roots []string
+	for seed, ppl := range []float64{10, 12, 14} {
+		root := filepath.Join(t.TempDir(), "seed")
+		roots = append(roots, root)
+		counted(filepath.Join(root, "x", "sparsity-0.50"), 0.5, "", ppl, half)
+		counted(filepath.Join(root, "x", "pattern-4of8"), 0, "4:8", ppl+1, oneDense)
+		if seed < 2 {
+			counted(filepath.Join(root, "y", "sparsity-0.50"), 0.5, "", 20, half)
+		}
+	}
+	r, err := CollectAll(roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := r.Cells["x"]["sparsity-0.50"]; c.PPL != 12 || len(c.PPLs) != 3 {
+		t.Fatalf("mean cell %+v", c)
+	}
+	var md bytes.Buffer
+	r.WriteMarkdown(&md, nil, "")
+	s := md.String()
+	for _, want := range []string{
+		"| x | **12.000** ± 2.000 (50.0%) | **13.000** ± 2.000 (28.6%†) |",
+		"| y | 20.000 ± 0.000 (2 of 3 runs) (50.0%) | – |",
+		"over 3 runs", "† below the column's label",
+	} {
+		if !strings.Contains(s, want) {
+			t.Fatalf("table lacks %q:\n%s", want, s)
+		}
+	}
+	if v, ok := LabelSparsity("pattern-4of8"); !ok || v != 0.5 {
+		t.Fatalf("LabelSparsity(4:8) = %v %v", v, ok)
+	}
+}

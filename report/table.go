@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +18,10 @@ type Cell struct {
 	PPL    float64
 	Report *Report
 	Path   string
+	// PPLs holds one perplexity per root that has this cell, in root
+	// order, when several roots were collected (CollectAll); PPL is then
+	// their mean.
+	PPLs []float64
 }
 
 // Skipped is a report.json that Collect did not put in the table, and why.
@@ -33,6 +38,8 @@ type Results struct {
 	// Dense is the dense model's perplexity, when a report has it.
 	Dense   float64
 	Skipped []Skipped
+	// Roots is how many roots CollectAll merged (0 or 1: one).
+	Roots int
 }
 
 // Collect finds every report.json under root, however deep: the layouts of
@@ -75,6 +82,72 @@ func Collect(root string) (*Results, error) {
 		return r, fmt.Errorf("no report under %s has a pruned model's perplexity (give prune, extract or run --eval-text)", root)
 	}
 	return r, nil
+}
+
+// CollectAll collects several roots — the same experiment repeated, e.g.
+// one per calibration seed — into one table: a cell's PPL is the mean of
+// the roots' perplexities, listed in PPLs in root order. A single root is
+// Collect.
+func CollectAll(roots []string) (*Results, error) {
+	if len(roots) == 1 {
+		return Collect(roots[0])
+	}
+	if len(roots) == 0 {
+		return nil, fmt.Errorf("no root directory given")
+	}
+	all := &Results{Cells: map[string]map[string]Cell{}, Roots: len(roots)}
+	for _, root := range roots {
+		r, err := Collect(root)
+		if r != nil {
+			all.Skipped = append(all.Skipped, r.Skipped...)
+		}
+		if err != nil {
+			return all, err
+		}
+		if r.Dense > 0 {
+			all.Dense = r.Dense
+		}
+		for label, row := range r.Cells {
+			if all.Cells[label] == nil {
+				all.Cells[label] = map[string]Cell{}
+			}
+			for t, c := range row {
+				m := all.Cells[label][t]
+				if m.Report == nil {
+					m = c
+				}
+				m.PPLs = append(m.PPLs, c.PPL)
+				all.Cells[label][t] = m
+			}
+		}
+	}
+	for _, row := range all.Cells {
+		for t, c := range row {
+			c.PPL = mean(c.PPLs)
+			row[t] = c
+		}
+	}
+	return all, nil
+}
+
+func mean(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// stddev is the sample standard deviation (n−1), 0 for fewer than two.
+func stddev(xs []float64) float64 {
+	if len(xs) < 2 {
+		return 0
+	}
+	m, s := mean(xs), 0.0
+	for _, x := range xs {
+		s += (x - m) * (x - m)
+	}
+	return math.Sqrt(s / float64(len(xs)-1))
 }
 
 // add files one report.
@@ -208,7 +281,11 @@ func ColumnName(t string) string {
 }
 
 // WriteMarkdown writes the table: a row per label (in order), a column per
-// target, the dense perplexity first, the best of each column in bold.
+// target, the dense perplexity first, the best (mean) of each column in
+// bold. Merged roots show mean ± sample standard deviation. A cell whose
+// report counts its weights shows the achieved total sparsity in
+// parentheses, marked † when it falls short of the column's label (an N:M
+// pattern leaves matrices whose width is not a multiple of M dense).
 func (r *Results) WriteMarkdown(w io.Writer, order []string, title string) {
 	cols := r.Targets()
 	if title != "" {
@@ -228,19 +305,74 @@ func (r *Results) WriteMarkdown(w io.Writer, order []string, title string) {
 			}
 		}
 	}
+	short := false
 	for _, row := range r.Labels(order) {
 		fmt.Fprintf(w, "| %s |", row)
 		for _, c := range cols {
-			if cell, ok := r.Cells[row][c]; ok && cell.PPL == best[c] {
-				fmt.Fprintf(w, " **%.3f** |", cell.PPL)
-			} else if ok {
-				fmt.Fprintf(w, " %.3f |", cell.PPL)
-			} else {
+			cell, ok := r.Cells[row][c]
+			if !ok {
 				fmt.Fprintf(w, " – |")
+				continue
 			}
+			v := fmt.Sprintf("%.3f", cell.PPL)
+			if cell.PPL == best[c] {
+				v = "**" + v + "**"
+			}
+			if len(cell.PPLs) > 1 {
+				v += fmt.Sprintf(" ± %.3f", stddev(cell.PPLs))
+			}
+			if r.Roots > 1 && len(cell.PPLs) < r.Roots {
+				v += fmt.Sprintf(" (%d of %d runs)", len(cell.PPLs), r.Roots)
+			}
+			if a, ok := achieved(cell.Report); ok {
+				mark := ""
+				if label, ok := LabelSparsity(c); ok && a < label-1e-3 {
+					mark, short = "†", true
+				}
+				v += fmt.Sprintf(" (%.1f%%%s)", 100*a, mark)
+			}
+			fmt.Fprintf(w, " %s |", v)
 		}
 		fmt.Fprintln(w)
 	}
+	if r.Roots > 1 {
+		fmt.Fprintf(w, "\nMean ± sample standard deviation over %d runs.", r.Roots)
+	}
+	fmt.Fprintf(w, "\nIn parentheses: the achieved share of pruned target weights.")
+	if short {
+		fmt.Fprintf(w, " † below the column's label: matrices whose input width is not a multiple of M stay dense under N:M (each report lists them).")
+	}
+	fmt.Fprintln(w)
+}
+
+// achieved is the total sparsity a report achieved, when it counts weights.
+func achieved(rep *Report) (float64, bool) {
+	if rep == nil || rep.Targets == 0 {
+		return 0, false
+	}
+	return rep.Total, true
+}
+
+// LabelSparsity is the sparsity a column promises: p for sparsity-p,
+// 1 − N/M for pattern-NofM.
+func LabelSparsity(target string) (float64, bool) {
+	if s, ok := strings.CutPrefix(target, "sparsity-"); ok {
+		v, err := strconv.ParseFloat(s, 64)
+		return v, err == nil
+	}
+	if s, ok := strings.CutPrefix(target, "pattern-"); ok {
+		n, m, ok := strings.Cut(s, "of")
+		if !ok {
+			return 0, false
+		}
+		nv, err1 := strconv.Atoi(n)
+		mv, err2 := strconv.Atoi(m)
+		if err1 != nil || err2 != nil || mv <= 0 {
+			return 0, false
+		}
+		return 1 - float64(nv)/float64(mv), true
+	}
+	return 0, false
 }
 
 // DrawCharts writes into dir: perplexity against sparsity

@@ -13,7 +13,8 @@ import (
 
 type evalFlags struct {
 	model, tokenizer, dataset, text string
-	seqlen, batch                   int
+	seqlen, batch, skip             int
+	windows                         string
 	json                            bool
 	tasks                           taskFlags
 }
@@ -59,6 +60,8 @@ The report states model, protocol, file sha256, seqlen, windows and tokenizer.`,
 	fl.IntVar(&f.seqlen, "seqlen", 0, "window length in tokens (default: min(2048, the model's context))")
 	fl.IntVar(&f.batch, "batch", 0, "windows per forward pass (default: about 4096 tokens' worth)")
 	fl.IntVar(&f.tasks.limit, "limit", 0, "score only the first N windows (0 = all); the report says so")
+	fl.StringVar(&f.windows, "windows", "", "score only windows A … B−1 (A:B; \":300\" the first 300, \"300:\" the rest), so tuning and tables can use disjoint windows; the report records the range")
+	fl.IntVar(&f.skip, "skip", 0, "score all windows but the first N (the same as --windows N:)")
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object on stdout")
 	registerTaskFlags(cmd, &f.tasks)
 	markRequired(cmd, "model")
@@ -72,6 +75,14 @@ func runEval(f evalFlags) error {
 	if (f.dataset == "") != (f.text == "") {
 		return usageError{fmt.Errorf("--dataset and --text go together")}
 	}
+	limit := f.tasks.limit
+	if f.dataset == "" {
+		limit = 0 // --limit is then about task items only
+	}
+	rg, err := windowFlags(f.windows, f.skip, limit)
+	if err != nil {
+		return err
+	}
 	m, err := openModel(f.model, f.tokenizer, true)
 	if err != nil {
 		return err
@@ -80,7 +91,7 @@ func runEval(f evalFlags) error {
 	out := evalResult{Model: f.model, Kernel: nn.ActiveKernel()}
 	start := time.Now()
 	if f.dataset != "" {
-		if err := evalPerplexity(&f, m, &out); err != nil {
+		if err := evalPerplexity(&f, m, rg, &out); err != nil {
 			return err
 		}
 	}
@@ -108,13 +119,13 @@ func runEval(f evalFlags) error {
 }
 
 // evalPerplexity runs the perplexity protocol into out.
-func evalPerplexity(f *evalFlags, m *loaded, out *evalResult) error {
+func evalPerplexity(f *evalFlags, m *loaded, rg windowRange, out *evalResult) error {
 	var err error
 	if f.seqlen, err = windowLength(f.seqlen, m.ck.Config); err != nil {
 		return err
 	}
 	logf("eval %s: %s, seqlen %d, model %s, kernel %s", f.dataset, f.text, f.seqlen, f.model, nn.ActiveKernel())
-	r, err := perplexityLimited("model", m.w, m.tok, f.dataset, f.text, f.seqlen, f.tasks.limit, f.batch)
+	r, err := perplexityLimited("model", m.w, m.tok, f.dataset, f.text, f.seqlen, rg, f.batch)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ type evalSpec struct {
 	datasets, texts []string
 	seqlen          int
 	skipDense       bool
+	windows         string // --eval-windows A:B
 	tasks           taskFlags
 }
 
@@ -32,10 +33,16 @@ func (e *evalSpec) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&e.texts, "eval-text", nil, "evaluate the dense and pruned model on this text (repeatable)")
 	fl.IntVar(&e.seqlen, "eval-seqlen", 0, "evaluation window length (default: the calibration --seqlen)")
 	fl.BoolVar(&e.skipDense, "eval-skip-dense", false, "evaluate only the pruned model (the dense figure is known)")
+	fl.StringVar(&e.windows, "eval-windows", "", "score only windows A … B−1 of each text (A:B, either side may be empty), e.g. windows no tuning saw")
 	registerTaskFlags(cmd, &e.tasks)
 }
 
 func (e *evalSpec) validate() error {
+	if e.windows != "" {
+		if _, err := parseWindows("eval-windows", e.windows); err != nil {
+			return err
+		}
+	}
 	if len(e.texts) == 0 {
 		if len(e.datasets) > 0 {
 			return missingFlag("eval-text", "--eval-dataset names the protocol of an --eval-text")
@@ -102,7 +109,11 @@ func (e *evalSpec) run(label string, w *nn.Weights[float32], tok eval.Tokenizer,
 		seqlen = e.seqlen
 	}
 	for i, text := range e.texts {
-		r, err := perplexityOf(label, w, tok, e.dataset(i), text, seqlen)
+		var rg windowRange
+		if e.windows != "" {
+			rg, _ = parseWindows("eval-windows", e.windows) // validated
+		}
+		r, err := perplexityLimited(label, w, tok, e.dataset(i), text, seqlen, rg, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -113,20 +124,18 @@ func (e *evalSpec) run(label string, w *nn.Weights[float32], tok eval.Tokenizer,
 }
 
 func perplexityOf(label string, w *nn.Weights[float32], tok eval.Tokenizer, dataset, text string, seqlen int) (report.Eval, error) {
-	return perplexityLimited(label, w, tok, dataset, text, seqlen, 0, 0)
+	return perplexityLimited(label, w, tok, dataset, text, seqlen, windowRange{}, 0)
 }
 
-// perplexityLimited is perplexityOf on the first limit windows (0: all),
-// batch windows per forward pass (0: about 4096 tokens' worth).
-func perplexityLimited(label string, w *nn.Weights[float32], tok eval.Tokenizer, dataset, text string, seqlen, limit, batch int) (report.Eval, error) {
+// perplexityLimited scores a model on the windows rg selects (all when
+// unset), batch windows per forward pass (0: about 4096 tokens' worth).
+func perplexityLimited(label string, w *nn.Weights[float32], tok eval.Tokenizer, dataset, text string, seqlen int, rg windowRange, batch int) (report.Eval, error) {
 	ws, man, err := eval.EvalWindows(dataset, text, tok, seqlen)
 	if err != nil {
 		return report.Eval{}, err
 	}
-	if limit > 0 && limit < len(ws) {
-		ws = ws[:limit]
-		man.Note += fmt.Sprintf(" limited to the first %d of %d windows", limit, man.Windows)
-		man.Windows = limit
+	if ws, err = rg.apply(ws, man); err != nil {
+		return report.Eval{}, err
 	}
 	if batch == 0 {
 		batch = eval.BatchFor(seqlen)

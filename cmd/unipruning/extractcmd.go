@@ -12,12 +12,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/unipruning/unipruning/eval"
 	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/provenance"
+	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/prune/extract"
 	"github.com/unipruning/unipruning/prune/gammastore"
+	"github.com/unipruning/unipruning/prune/layerwise"
 	"github.com/unipruning/unipruning/prune/maskfile"
 	"github.com/unipruning/unipruning/report"
 )
@@ -29,8 +32,15 @@ type extractFlags struct {
 	byRow, force, json         bool
 	saveCompressed             bool
 	maxSparsity                float64
+	reconstruct                string // none | obs
 	evals                      evalSpec
 }
+
+// Reconstruction modes of extract and run.
+const (
+	reconstructNone = "none"
+	reconstructOBS  = "obs"
+)
 
 func (f *extractFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
@@ -40,6 +50,7 @@ func (f *extractFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.byRow, "by-row", false, "uniform allocation: rank within each output row")
 	fl.BoolVar(&f.saveCompressed, "save-compressed", false, saveCompressedHelp)
 	fl.Float64Var(&f.maxSparsity, "max-layer-sparsity", 0, "global allocation: cap on any matrix's sparsity (guards against layer collapse; 0 = none)")
+	fl.StringVar(&f.reconstruct, "reconstruct", reconstructNone, "none: the masks applied to the original weights; obs: also update the kept weights layer by layer with SparseGPT's least-squares (OBS) solve for the fixed mask, on the search's calibration windows (the layer-wise protocol: one layer at a time, each layer fed the previous pruned layer's outputs)")
 	f.evals.register(cmd)
 }
 
@@ -52,8 +63,14 @@ func extractCmd() *cobra.Command {
 copy of the ORIGINAL model (the weights the search started from) with masks from |Γ|
 (DESIGN §2.4). No forward pass is needed, so any number of sparsities and N:M patterns
 come out of one search. Each target gets <out>/sparsity-0.60 or <out>/pattern-2of4 with the
-model in the input's layout, masks.safetensors and report.json.`,
-		Example: `  unipruning extract --run runs/g --sparsity 0.5,0.6,0.7 --pattern 2:4,4:8 --out out/g`,
+model in the input's layout, masks.safetensors and report.json.
+
+--reconstruct obs keeps each target's mask and updates the weights it keeps with
+SparseGPT's least-squares (OBS) solve for that fixed mask, layer by layer on the search's
+calibration windows (each layer sees the previous pruned, reconstructed layer's outputs):
+one decoder layer and the windows' activations in memory, as the layer-wise baselines.`,
+		Example: `  unipruning extract --run runs/g --sparsity 0.5,0.6,0.7 --pattern 2:4,4:8 --out out/g
+  unipruning extract --run runs/g --sparsity 0.7 --reconstruct obs --out out/g-obs`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, err := runExtract(f)
 			return err
@@ -92,6 +109,9 @@ func (f *extractFlags) targets() ([]extract.Target, error) {
 	}
 	if len(ts) == 0 {
 		return nil, missingFlag("sparsity", "give at least one --sparsity or --pattern")
+	}
+	if f.reconstruct != "" && f.reconstruct != reconstructNone && f.reconstruct != reconstructOBS {
+		return nil, badFlag("reconstruct", f.reconstruct, "want none or obs")
 	}
 	seen := map[string]bool{}
 	for _, t := range ts {
@@ -150,6 +170,13 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 		return nil, err
 	}
 	logf("Γ store %s loaded and checked in %.1fs", f.run, time.Since(start).Seconds())
+	var calib [][]int32
+	if f.reconstruct == reconstructOBS {
+		// The search's own windows: same text, sampler, seed and count.
+		if calib, _, err = eval.CalibWindows(spec.CalibFormat, spec.CalibPath, m.tok, spec.Steps, spec.Seqlen, spec.Seed); err != nil {
+			return nil, err
+		}
+	}
 	dense := &report.Report{} // the dense model's scores, shared by every target's report
 	if m.w != nil {
 		if err := f.evals.score("dense", m.w, m.tok, m.ck.TokenizerPath, spec.Seqlen, dense); err != nil {
@@ -160,7 +187,7 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 	var reps []*report.Report
 	err = model.WriteDirAtomically(f.out, f.force, func(tmp string) error {
 		for _, t := range targets {
-			rep, err := extractOne(filepath.Join(tmp, t.Name()), m, store, t, &spec, &f, dense)
+			rep, err := extractOne(filepath.Join(tmp, t.Name()), m, store, t, &spec, &f, dense, calib)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.Name(), err)
 			}
@@ -191,7 +218,7 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 }
 
 // extractOne writes one target's pruned model, masks and report into dir.
-func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target, spec *job.Spec, f *extractFlags, dense *report.Report) (*report.Report, error) {
+func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target, spec *job.Spec, f *extractFlags, dense *report.Report, calib [][]int32) (*report.Report, error) {
 	t0 := time.Now()
 	var ms []extract.Matrix
 	for _, tg := range model.Targets(m.ck.Config) {
@@ -204,8 +231,13 @@ func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target
 	}
 	rep := &report.Report{Tool: "unipruning", Command: "extract", Model: f.model, Format: string(m.ck.Format),
 		Tokenizer: m.ck.TokenizerPath, Method: "unipruning-" + spec.Mode, Calibration: store.Calibration,
-		Settings: map[string]any{"run": f.run, "spec": spec}, Seconds: map[string]float64{}, Machine: provenance.ThisMachine(nn.ActiveKernel()),
+		Settings: map[string]any{"run": f.run, "spec": spec, "reconstruct": f.reconstruct}, Seconds: map[string]float64{}, Machine: provenance.ThisMachine(nn.ActiveKernel()),
 		Evals: slices.Clone(dense.Evals), ZeroShot: maps.Clone(dense.ZeroShot)}
+	if ch, err := readLRChoice(f.run); err != nil {
+		return nil, err
+	} else if ch != nil {
+		rep.Settings["lr_auto"] = ch // the search's rate was chosen by probes
+	}
 	if t.M > 0 {
 		rep.Pattern = fmt.Sprintf("%d:%d", t.N, t.M)
 	} else {
@@ -235,8 +267,41 @@ func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := writeOutput(dir, m, maskedFill(byName), masks, rep, &f.evals, spec.Seqlen, f.saveCompressed); err != nil {
+	fill := maskedFill(byName)
+	if calib != nil {
+		spill, err := model.NewSpill(filepath.Join(dir, ".reconstructed.spill"))
+		if err != nil {
+			return nil, err
+		}
+		defer spill.Close()
+		if err := reconstructInto(spill, m, calib, byName, rep); err != nil {
+			return nil, err
+		}
+		fill = spillFill(spill)
+	}
+	if err := writeOutput(dir, m, fill, masks, rep, &f.evals, spec.Seqlen, f.saveCompressed); err != nil {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// reconstructInto runs the layer-wise engine with the extracted masks
+// fixed and puts the reconstructed weights into spill.
+func reconstructInto(spill *model.Spill, m *loaded, calib [][]int32, byName map[string]extract.Result, rep *report.Report) error {
+	t0 := time.Now()
+	bar := newProgress(m.ck.Config.Layers, "reconstruct (obs)")
+	_, err := layerwise.Run(m.ck, calib, layerwise.Config{
+		Fixed: func(t model.Target) (*prune.Mask, bool, string, error) {
+			r, ok := byName[t.TensorName()]
+			if !ok {
+				return nil, false, "", fmt.Errorf("no mask for %s", t.TensorName())
+			}
+			return r.Mask, r.Dense, r.Reason, nil
+		},
+	}, func(t model.Target, w []float32, _ *prune.Mask) error {
+		return spill.Put(t.TensorName(), w)
+	}, func(l int, r layerwise.LayerResult) { bar.Set(l+1, fmt.Sprintf("layer %d %.1fs", l, r.Seconds)) })
+	bar.Done()
+	rep.Seconds["reconstruct"] = time.Since(t0).Seconds()
+	return err
 }

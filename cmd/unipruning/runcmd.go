@@ -40,8 +40,13 @@ target is extracted to <out>/pruned/<target> and evaluated; a summary table is p
 
 Without --model it uses the bundled defaults from ../shared/data: the stories260K model,
 TinyStories train text for calibration (lines, seqlen 256), the held-out validation text
-for perplexity, and --lr 1e-2 (the value docs/sweep.md found for this model) unless --lr
-is given.`,
+for perplexity.
+
+The search's learning rate is --lr auto unless --lr is given (mode frozen has none): short
+probe searches over 1e-4 … 3e-2 on shortened calibration windows (together no more tokens
+than the search), each scored by the held-out calibration loss of the original model under
+its masks at the requested targets; the probe table goes to <out>/search/lr-auto.json and
+every report.json.`,
 		Example: `  unipruning run --out out/demo
   unipruning run --model llama-2-7b-hf --calib c4-train.jsonl --eval-dataset wikitext2 \
       --eval-text wiki.test.raw --shards 2 --sparsity 0.5,0.6 --pattern 2:4 --out out/llama7b`,
@@ -60,8 +65,8 @@ is given.`,
 	f.extract.patterns = "2:4"
 	fl.Lookup("model").Usage = "model: HF directory or llama2.c .bin file (default: the bundled stories260K, with its TinyStories calibration and evaluation texts)"
 	fl.Lookup("calib").Usage = "calibration text: C4-style .jsonl (--calib-format c4) or a text file (lines) (default with the bundled model: TinyStories train head)"
-	fl.Lookup("lr").Usage = "AdamW peak learning rate (10% linear warm-up, then linear decay to 0); with the bundled model the default is 1e-2 (docs/sweep.md), otherwise the released code's"
-	fl.Lookup("lr").DefValue = "1e-4"
+	f.search.lrAuto = true
+	fl.Lookup("lr").DefValue = "auto"
 	fl.Lookup("json").Usage = `print one JSON object on stdout: {"out", "search_seconds", "extract_seconds", "reports": {target: report.json}}`
 	fl.Lookup("out").Usage = "output directory: <out>/search (Γ store), <out>/pruned/<target>, <out>/summary.json"
 	fl.BoolVar(&f.inproc, "inproc", false, "drive the shards directly instead of over the embedded NATS/Raft (same results; for comparison)")
@@ -91,11 +96,6 @@ func bundledDefaults(f *runFlags) error {
 	if s.Seqlen == 0 {
 		s.Seqlen = 256
 	}
-	if !f.lrSet {
-		// The learning rate the sweep found for this model (docs/sweep.md);
-		// the released code's 1e-4 is tuned for 7B+ models.
-		s.LR = 1e-2
-	}
 	if len(f.extract.evals.texts) == 0 {
 		f.extract.evals.datasets = []string{"lines"}
 		f.extract.evals.texts = []string{filepath.Join(dir, "text/tinystories/TinyStories-validation-head-794K.txt")}
@@ -114,9 +114,14 @@ func runAll(ctx context.Context, f *runFlags) ([]*report.Report, error) {
 	if f.search.out == "" {
 		return nil, missingFlag("out", "the output directory")
 	}
-	if _, err := f.extract.targets(); err != nil {
+	targets, err := f.extract.targets()
+	if err != nil {
 		return nil, err
 	}
+	if !f.lrSet && f.search.spec.Mode == job.ModeFrozen {
+		f.search.lrAuto = false // the default, and frozen has no learning rate
+	}
+	f.search.lrTargets = targets
 	if f.extract.saveCompressed { // refused before the search, not after it
 		ck, err := model.Open(f.search.spec.Model, f.search.spec.Tokenizer)
 		if err != nil {
@@ -143,7 +148,6 @@ func runAll(ctx context.Context, f *runFlags) ([]*report.Report, error) {
 	sf := f.search
 	sf.out, sf.force, sf.json = filepath.Join(root, "search"), false, false
 	start := time.Now()
-	var err error
 	if f.inproc {
 		_, err = runSearch(ctx, sf)
 	} else {
@@ -182,7 +186,14 @@ func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
 	if err != nil {
 		return err
 	}
+	spec, choice, err := applyLRAuto(ctx, &sf, spec)
+	if err != nil {
+		return err
+	}
 	if err := prepareRunDir(&sf); err != nil {
+		return err
+	}
+	if err := writeLRChoice(sf.out, choice); err != nil {
 		return err
 	}
 	log := newLogger()

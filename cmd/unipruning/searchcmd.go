@@ -16,6 +16,7 @@ import (
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune"
+	"github.com/unipruning/unipruning/prune/extract"
 	"github.com/unipruning/unipruning/prune/gammastore"
 	"github.com/unipruning/unipruning/shard"
 	"github.com/unipruning/unipruning/shardrpc"
@@ -28,6 +29,8 @@ type searchFlags struct {
 	shards        int
 	resume, force bool
 	json          bool
+	lrAuto        bool             // --lr auto: choose the rate by probes (lrauto.go)
+	lrTargets     []extract.Target // targets the probes are scored at (nil: defaultLRTargets)
 }
 
 func (f *searchFlags) register(cmd *cobra.Command) {
@@ -39,7 +42,8 @@ func (f *searchFlags) register(cmd *cobra.Command) {
 	fl.StringVar((*string)(&s.Metric), "metric", string(prune.MetricStochRIA), "local saliency metric S(W): stochria (released code), ria, wanda or magnitude")
 	fl.Float64Var(&s.Kappa, "kappa", 0.01, "mirror-descent step κ in z ← z + κ(S − Γ)")
 	fl.Float64Var(&s.Lambda, "lambda", 0.001, "threshold budget λ: the fraction of weights whose |z| falls below τ each step")
-	fl.Float64Var(&s.LR, "lr", 1e-4, "AdamW peak learning rate (10% linear warm-up, then linear decay to 0); the default is the released code's, tuned for 7B+ models (stories260K: 1e-2, docs/sweep.md)")
+	s.LR = 1e-4
+	fl.Var(lrFlag{&s.LR, &f.lrAuto}, "lr", "AdamW peak learning rate (10% linear warm-up, then linear decay to 0), or auto: chosen from calibration data by short probe searches over 1e-4 … 3e-2, scored by the held-out calibration loss of the original model under each probe's masks (probe table in <out>/lr-auto.json); the default is the released code's, tuned for 7B+ models")
 	fl.Float64Var(&s.ClipNorm, "clip", 1.0, "gradient clipping at this global norm")
 	fl.Float64Var(&s.Lambda2, "lambda2", 0, "ProxSparse N:M (2:4) regulariser on the weights after each AdamW step (0 = off; the released 2:4 script uses 0.001)")
 	fl.IntVar(&s.Steps, "steps", 128, "search steps; each uses one calibration window")
@@ -136,11 +140,18 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 	if spec, err = completeSpec(spec, ck.Config); err != nil {
 		return nil, err
 	}
+	spec, choice, err := applyLRAuto(ctx, &f, spec)
+	if err != nil {
+		return nil, err
+	}
 	parts, err := coordinator.Plan(ck.Config, f.shards)
 	if err != nil {
 		return nil, err
 	}
 	if err := prepareRunDir(&f); err != nil {
+		return nil, err
+	}
+	if err := writeLRChoice(f.out, choice); err != nil {
 		return nil, err
 	}
 	start := time.Now()

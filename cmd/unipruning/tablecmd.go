@@ -10,7 +10,8 @@ import (
 )
 
 func tableCmd() *cobra.Command {
-	var root, md, pngDir, title string
+	var roots []string
+	var md, pngDir, title string
 	var order []string
 	cmd := &cobra.Command{
 		Use:   "table",
@@ -21,10 +22,16 @@ to --root (extract's and run's target subdirectories and run's pruned/ level lef
 columns are the targets (50% … 2:4) — with the dense perplexity, and optionally draws PNG
 charts: perplexity against sparsity, perplexity of the N:M patterns, and the per-matrix
 sparsity of every global-allocation output. Reports it cannot place (no pruned perplexity,
-or a second report for the same row and column) are listed on stderr with the reason.`,
-		Example: `  unipruning table --root out --md out/table.md --png out/charts`,
+or a second report for the same row and column) are listed on stderr with the reason.
+
+Each cell shows the achieved share of pruned target weights in parentheses, marked † when
+it falls short of the column's label (N:M leaves matrices whose input width is not a
+multiple of M dense). Several --root directories (the same experiment repeated, e.g. one
+per calibration seed) merge into one table of mean ± sample standard deviation.`,
+		Example: `  unipruning table --root out --md out/table.md --png out/charts
+  unipruning table --root out/seed-0 --root out/seed-1 --root out/seed-2 --md out/table.md`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := report.Collect(root)
+			res, err := report.CollectAll(roots)
 			if res != nil {
 				for _, s := range res.Skipped {
 					logf("table: skipped %s: %s", s.Path, s.Reason)
@@ -50,7 +57,7 @@ or a second report for the same row and column) are listed on stderr with the re
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&root, "root", "", "directory holding the output directories")
+	fl.StringArrayVar(&roots, "root", nil, "directory holding the output directories (repeatable: one table of means over the roots)")
 	fl.StringVar(&md, "md", "", "write the markdown table here (default: stdout)")
 	fl.StringVar(&pngDir, "png", "", "write PNG charts into this directory (default: none)")
 	fl.StringVar(&title, "title", "", "a heading line above the table (default: none)")

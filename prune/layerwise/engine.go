@@ -66,7 +66,7 @@ func (e *engine) layer(l int, sink Sink) (LayerResult, error) {
 		return LayerResult{}, err
 	}
 	st := nn.NewStage(w)
-	col := newCollector(c, e.cfg.Method == SparseGPT, e.t)
+	col := newCollector(c, e.cfg.Method == SparseGPT || e.cfg.Fixed != nil, e.t)
 	st.Observer = col
 	d := c.Dim
 	run := func(keep bool) error {
@@ -110,6 +110,9 @@ func (e *engine) pruneMatrix(t model.Target, lin *nn.Linear[float32], col *colle
 	r := MatrixResult{Name: t.TensorName(), Out: out, In: in}
 	var mask *prune.Mask
 	var err error
+	if e.cfg.Fixed != nil {
+		return e.reconstruct(t, lin, col.hessian(t.Matrix), r)
+	}
 	if e.cfg.Method == SparseGPT {
 		mask, err = e.sparseGPT(lin, col.hessian(t.Matrix))
 	} else {
@@ -122,6 +125,37 @@ func (e *engine) pruneMatrix(t model.Target, lin *nn.Linear[float32], col *colle
 	}
 	if err != nil {
 		return r, nil, err
+	}
+	mask.Apply(lin.W)
+	r.Kept = mask.Kept()
+	r.Sparsity = 1 - float64(r.Kept)/float64(out*in)
+	return r, mask, nil
+}
+
+// reconstruct takes the target's fixed mask and, unless it is dense,
+// updates the kept weights with the OBS solve for that mask.
+func (e *engine) reconstruct(t model.Target, lin *nn.Linear[float32], h *prune.Hessian, r MatrixResult) (MatrixResult, *prune.Mask, error) {
+	out, in := lin.Out, lin.In
+	mask, dense, reason, err := e.cfg.Fixed(t)
+	if err != nil {
+		return r, nil, err
+	}
+	if mask == nil || mask.Out != out || mask.In != in {
+		return r, nil, fmt.Errorf("fixed mask does not fit the %d×%d matrix", out, in)
+	}
+	if dense {
+		r.Dense, r.Reason = true, reason
+	} else {
+		keep := make([]bool, out*in)
+		for i := range out {
+			for j := range in {
+				keep[i*in+j] = mask.Keep(i, j)
+			}
+		}
+		if _, err := prune.SparseGPT(lin.W, out, in, h, prune.SparseGPTConfig{
+			Mask: keep, BlockSize: e.cfg.BlockSize, PercDamp: e.cfg.PercDamp}); err != nil {
+			return r, nil, err
+		}
 	}
 	mask.Apply(lin.W)
 	r.Kept = mask.Kept()
@@ -214,6 +248,7 @@ func (c *collector) Observe(layer int, m model.Matrix, x []float32, rows, cols i
 		return
 	}
 	g := model.InputGroup(m)
+	x = x[:rows*cols] // the stage's buffer may be longer (a short last batch)
 	c.sums[g].Add(x, rows, cols)
 	if c.hess[g] != nil {
 		c.hess[g].Add(x, rows, cols, rows/c.t)

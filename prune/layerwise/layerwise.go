@@ -69,10 +69,22 @@ type Config struct {
 	BlockSize int     // SparseGPT columns per block (128)
 	PercDamp  float64 // SparseGPT dampening (0.01)
 	Batch     int     // windows per forward pass
+	// Fixed, when set, supplies every matrix's mask (chosen elsewhere,
+	// e.g. UniPruning's from Γ): Method, Sparsity, N:M and Group are not
+	// used, and the kept weights are reconstructed with SparseGPT's OBS
+	// solve for that mask on the layer's calibration inputs.
+	Fixed FixedMask
 }
+
+// FixedMask returns the mask of a target matrix; dense (with the reason)
+// marks a matrix left unpruned, which is then not reconstructed either.
+type FixedMask func(t model.Target) (mask *prune.Mask, dense bool, reason string, err error)
 
 // Validate rejects inconsistent settings.
 func (c *Config) Validate() error {
+	if c.Fixed != nil {
+		return nil
+	}
 	if c.M > 0 {
 		if c.N < 1 || c.N >= c.M {
 			return fmt.Errorf("pattern %d:%d: need 1 ≤ N < M", c.N, c.M)
