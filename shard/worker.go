@@ -46,6 +46,7 @@ type Worker struct {
 	windows [][]int32                // calibration windows (first and last shard only)
 	pipe    shardrpc.Pipe
 	step    int // last step fully applied (Γ updated)
+	chunks  *chunkRun
 }
 
 // NewWorker loads the part's weights and initialises its state.
@@ -149,6 +150,9 @@ func (wk *Worker) Step(ctx context.Context, k int) (shardrpc.StepResult, error) 
 		for _, s := range g {
 			s.Reset()
 		}
+	}
+	if wk.spec.Chunk > 0 {
+		return wk.stepChunked(ctx, k, res)
 	}
 	h, err := wk.forward(ctx, k)
 	if err != nil {
