@@ -38,6 +38,23 @@ func TestChunkedShardCounts(t *testing.T) {
 	}
 }
 
+// TestChunkedNATS: the chunk pipeline over NATS (2 and 3 shard servers,
+// each stage streaming chunk c+1 while its neighbour computes chunk c)
+// gives bitwise the Γ and step facts of 1 in-process shard.
+func TestChunkedNATS(t *testing.T) {
+	spec := chunkedSpec(t, job.ModeGlobal)
+	want := runLocal(t, spec, storiesParts(t, spec, 1))
+	for _, n := range []int{2, 3} {
+		c := newCluster(t, n, shardrpc.ServeOptions{})
+		rs := c.remotes(t, spec, storiesParts(t, spec, n), 1, shardrpc.CallOptions{})
+		got, err := drive(testCtx(t, 60*time.Second), t, spec, apis(rs), newLedger(t, spec), c.blobs)
+		if err != nil {
+			t.Fatalf("%d NATS shards: %v", n, err)
+		}
+		sameGamma(t, fmt.Sprintf("chunked, %d NATS shards vs 1 in-process", n), got, want)
+	}
+}
+
 // TestChunkedAgainstUnchunked: the chunked engine computes the same step
 // losses and gradient norms as the unchunked one up to float32 rounding
 // (relative 1e-5: the arithmetic differs only in how sums are split).
