@@ -137,7 +137,7 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 	if spec, err = completeSpec(spec, ck.Config); err != nil {
 		return nil, err
 	}
-	parts, err := coordinator.Plan(ck.Config, f.shards)
+	parts, err := coordinator.PlanSpec(ck.Config, f.shards, spec)
 	if err != nil {
 		return nil, err
 	}
