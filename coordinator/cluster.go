@@ -303,7 +303,7 @@ func planFor(j *job.Job) ([]nn.Part, error) {
 		return nil, err
 	}
 	defer ck.Close()
-	return Plan(ck.Config, j.Shards)
+	return PlanSpec(ck.Config, j.Shards, j.Spec)
 }
 
 // drive runs the step loop and, at the end, writes the Γ store.

@@ -44,6 +44,10 @@ type Spec struct {
 	Seqlen      int    `json:"seqlen"`
 	// CheckpointEvery C: a checkpoint after every C steps (0 = only at the end).
 	CheckpointEvery int `json:"checkpoint_every"`
+	// Chunk splits each window into chunks of this many tokens, run as a
+	// pipeline across shards (0 or ≥ Seqlen: one chunk, the unchunked
+	// arithmetic). Γ depends on it, like on the seed.
+	Chunk int `json:"chunk,omitempty"`
 }
 
 // Defaults fills unset fields with the values of DESIGN §2.3.
@@ -68,6 +72,9 @@ func (s *Spec) Defaults() {
 	}
 	if s.CalibFormat == "" {
 		s.CalibFormat = "c4"
+	}
+	if s.Seqlen > 0 && s.Chunk >= s.Seqlen {
+		s.Chunk = 0 // one chunk per window: the same run as no chunking
 	}
 }
 
@@ -100,6 +107,8 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("lambda2 must be non-negative")
 	case s.Mode == ModeFrozen && s.Lambda2 > 0:
 		return fmt.Errorf("lambda2 (the N:M regulariser on weights) needs a mode that updates weights, not frozen")
+	case s.Chunk < 0:
+		return fmt.Errorf("chunk must be non-negative (got %d)", s.Chunk)
 	case s.CheckpointEvery < 0:
 		return fmt.Errorf("checkpoint interval must be non-negative")
 	}

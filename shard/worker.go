@@ -49,6 +49,7 @@ type Worker struct {
 	// scores are consumed as soon as they are computed, so the worker
 	// holds GOMAXPROCS of them instead of one per target.
 	scores [][]float32
+	chunks *chunkRun
 }
 
 // NewWorker loads the part's weights and initialises its state.
@@ -153,6 +154,9 @@ func (wk *Worker) Step(ctx context.Context, k int) (shardrpc.StepResult, error) 
 		for _, s := range g {
 			s.Reset()
 		}
+	}
+	if wk.spec.Chunk > 0 {
+		return wk.stepChunked(ctx, k, res)
 	}
 	h, err := wk.forward(ctx, k)
 	if err != nil {

@@ -51,6 +51,7 @@ func (f *searchFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&s.CalibPath, "calib", "", "calibration text: C4-style .jsonl (--calib-format c4) or a text file (lines) (required unless --resume)")
 	fl.StringVar(&s.CalibFormat, "calib-format", "c4", "calibration sampler: c4 or lines")
 	fl.IntVar(&s.Seqlen, "seqlen", 0, "calibration window length (default: min(2048, the model's context))")
+	fl.IntVar(&s.Chunk, "chunk", 0, "split each window into chunks of N tokens, pipelined across shards (shard s+1 works on chunk c while shard s works on c+1); a run setting like --seed: Γ is bitwise the same for any --shards and across --resume at the same --chunk, not across chunk sizes (0 or ≥ --seqlen: one chunk per window)")
 	fl.IntVar(&s.CheckpointEvery, "checkpoint-every", 16, "checkpoint every C steps (0 = never); --resume continues from the newest")
 	fl.IntVar(&f.shards, "shards", 1, "in-process shards (contiguous layer ranges balanced by parameter count)")
 	fl.StringVar(&f.out, "out", "", "run directory: Γ store (gamma.json, gamma/), checkpoints, ledger")
@@ -144,7 +145,7 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 	if err != nil {
 		return nil, err
 	}
-	parts, err := coordinator.Plan(ck.Config, f.shards)
+	parts, err := coordinator.PlanSpec(ck.Config, f.shards, spec)
 	if err != nil {
 		return nil, err
 	}
