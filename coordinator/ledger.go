@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/unipruning/unipruning/internal/atomicfile"
 	"github.com/unipruning/unipruning/job"
 )
 
@@ -72,7 +73,7 @@ func OpenFileLedger(path, specHash string) (*FileLedger, error) {
 		return nil, fmt.Errorf("%s was written by an older unipruning (ledger format %d, this build reads %d): start the search afresh", path, st.Format, ledgerFormat)
 	}
 	if st.SpecHash != specHash {
-		return nil, fmt.Errorf("%s belongs to a search with different settings (spec %.12s, now %.12s): use a new run directory", path, st.SpecHash, specHash)
+		return nil, fmt.Errorf("%s belongs to a search with different settings (its spec hash is %s, this search's is %s): use a new run directory", path, st.SpecHash, specHash)
 	}
 	if st.StepFacts == nil {
 		st.StepFacts = map[int]job.StepFacts{}
@@ -95,11 +96,7 @@ func (l *FileLedger) save() error {
 	if err != nil {
 		return err
 	}
-	tmp := l.Path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Clean(l.Path))
+	return atomicfile.WriteFile(filepath.Clean(l.Path), b, 0o644)
 }
 
 // BeginStep records that step k starts with learning rate lr.
