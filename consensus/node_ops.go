@@ -53,6 +53,9 @@ func (n *Node) SubscribeLeader() (ch <-chan bool, cancel func()) {
 // the FSM's result or its rejection. Only the leader accepts proposals; a
 // follower returns a *NotLeaderError naming the leader.
 func (n *Node) Apply(ctx context.Context, cmd Command) (Result, error) {
+	if err := checkBounds(cmd); err != nil {
+		return Result{}, err // never proposed: the log stays bounded
+	}
 	data, err := encodeJSON(cmd)
 	if err != nil {
 		return Result{}, fmt.Errorf("consensus: encode command: %w", err)
