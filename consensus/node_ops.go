@@ -166,3 +166,9 @@ func (n *Node) mapErr(err error) error {
 	}
 	return fmt.Errorf("consensus: %w", err)
 }
+
+// TransferLeadership asks Raft to hand leadership to another voter (an
+// error when there is none, e.g. a single-node cluster).
+func (n *Node) TransferLeadership() error {
+	return n.mapErr(n.raft.LeadershipTransfer().Error())
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/unipruning/unipruning/internal/atomicfile"
@@ -23,6 +24,9 @@ type Ledger interface {
 	// none). Ranges, not shard IDs, key checkpoints: a replacement shard
 	// restores the checkpoint of the shard whose layers it took over.
 	LatestCommon(ranges [][2]int) (int, map[[2]int]job.Checkpoint)
+	// CommonCheckpoints lists every step at which all ranges have a
+	// checkpoint, newest first: the fallbacks when a newer one is lost.
+	CommonCheckpoints(ranges [][2]int) []CommonCheckpoint
 	Rollback(ctx context.Context, toStep int, reason string) error
 	Steps() map[int]job.StepFacts
 	SetResult(ctx context.Context, key, value string) error
@@ -137,14 +141,25 @@ func (l *FileLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]job.Checkpoi
 	return latestCommon(l.state.Checkpoints, ranges)
 }
 
-// latestCommon finds, over step → shard → manifest, the newest step at
-// which every range has a manifest.
-func latestCommon(cps map[int]map[string]job.Checkpoint, ranges [][2]int) (int, map[[2]int]job.Checkpoint) {
-	best, bestSet := 0, map[[2]int]job.Checkpoint(nil)
+// CommonCheckpoints lists the steps checkpointed for every range.
+func (l *FileLedger) CommonCheckpoints(ranges [][2]int) []CommonCheckpoint {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return commonCheckpoints(l.state.Checkpoints, ranges)
+}
+
+// CommonCheckpoint is a step every range checkpointed, with the manifests
+// by range.
+type CommonCheckpoint struct {
+	Step    int
+	ByRange map[[2]int]job.Checkpoint
+}
+
+// commonCheckpoints lists, over step → shard → manifest, the steps at
+// which every range has a manifest, newest first.
+func commonCheckpoints(cps map[int]map[string]job.Checkpoint, ranges [][2]int) []CommonCheckpoint {
+	var out []CommonCheckpoint
 	for step, ms := range cps {
-		if step <= best {
-			continue
-		}
 		byRange := map[[2]int]job.Checkpoint{}
 		for _, m := range ms {
 			byRange[m.Layers] = m
@@ -155,11 +170,20 @@ func latestCommon(cps map[int]map[string]job.Checkpoint, ranges [][2]int) (int, 
 				all = false
 			}
 		}
-		if all {
-			best, bestSet = step, byRange
+		if all && step > 0 {
+			out = append(out, CommonCheckpoint{Step: step, ByRange: byRange})
 		}
 	}
-	return best, bestSet
+	slices.SortFunc(out, func(a, b CommonCheckpoint) int { return b.Step - a.Step })
+	return out
+}
+
+// latestCommon is the newest of commonCheckpoints (0 and nil if none).
+func latestCommon(cps map[int]map[string]job.Checkpoint, ranges [][2]int) (int, map[[2]int]job.Checkpoint) {
+	if c := commonCheckpoints(cps, ranges); len(c) > 0 {
+		return c[0].Step, c[0].ByRange
+	}
+	return 0, nil
 }
 
 // Rollback forgets steps after toStep.
