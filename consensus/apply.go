@@ -8,6 +8,12 @@ import (
 // handler checks everything before changing anything, so a rejected command
 // never leaves a half-applied state behind.
 func (s *State) apply(index uint64, cmd Command) error {
+	if err := checkBounds(cmd); err != nil {
+		return err
+	}
+	if s.Ended() && cmd.Type != TypeRetryJob {
+		return fmt.Errorf("%w: job is %s (%s); %s refused (a failed job is reopened only by a retry)", ErrTerminal, s.Status, s.Error, cmd.Type)
+	}
 	if fencedTypes[cmd.Type] && cmd.Epoch == 0 {
 		return fmt.Errorf("%w: %s must carry the assignment epoch", ErrInvalid, cmd.Type)
 	}
@@ -42,6 +48,8 @@ func (s *State) apply(index uint64, cmd Command) error {
 		return with(cmd, s.setStatus)
 	case TypeSetResult:
 		return with(cmd, s.setResult)
+	case TypeRetryJob:
+		return with(cmd, s.retryJob)
 	}
 	return fmt.Errorf("%w: %q", ErrUnknownType, cmd.Type)
 }

@@ -75,6 +75,9 @@ func (s *State) registerMember(index uint64, p RegisterMember) error {
 	if p.ID == "" || p.Addr == "" {
 		return invalid(TypeRegisterMember, "member needs an ID and an address (got %q, %q)", p.ID, p.Addr)
 	}
+	if _, known := s.Members[p.ID]; !known && len(s.Members) >= MaxMembers {
+		return invalid(TypeRegisterMember, "the job has %d registered members already (at most %d)", len(s.Members), MaxMembers)
+	}
 	s.Members[p.ID] = Member{ID: p.ID, Addr: p.Addr, Registered: index, Standby: p.Standby}
 	return nil
 }
@@ -143,10 +146,13 @@ func (s *State) setStatus(p SetStatus) error {
 	if !validStatus[p.Status] {
 		return invalid(TypeSetStatus, "unknown status %q", p.Status)
 	}
-	if s.Status == StatusDone && p.Status != StatusDone {
-		return invalid(TypeSetStatus, "job is done; status %q would reopen it", p.Status)
+	if p.Status == StatusFailed && p.Error == "" {
+		return invalid(TypeSetStatus, "a failed status needs its reason")
 	}
-	s.Status, s.Error = p.Status, p.Error
+	if p.Status != StatusFailed && p.Class != "" {
+		return invalid(TypeSetStatus, "a failure class on status %q", p.Status)
+	}
+	s.Status, s.Error, s.FailClass = p.Status, p.Error, p.Class
 	return nil
 }
 
@@ -154,6 +160,25 @@ func (s *State) setResult(p SetResult) error {
 	if p.Key == "" {
 		return invalid(TypeSetResult, "empty key")
 	}
+	if _, known := s.Results[p.Key]; !known && len(s.Results) >= MaxResults {
+		return invalid(TypeSetResult, "the job has %d results already (at most %d)", len(s.Results), MaxResults)
+	}
 	s.Results[p.Key] = p.Value
+	return nil
+}
+
+// retryJob reopens a failed job. Its steps and checkpoints stay: the
+// leader resumes from the newest intact checkpoint under a new epoch.
+func (s *State) retryJob(p RetryJob) error {
+	switch {
+	case s.Job == nil:
+		return invalid(TypeRetryJob, "no job submitted")
+	case p.JobID != s.Job.ID:
+		return invalid(TypeRetryJob, "the cluster holds job %q, not %q", s.Job.ID, p.JobID)
+	case s.Status != StatusFailed:
+		return invalid(TypeRetryJob, "job %q is %s, only a failed job can be retried", s.Job.ID, s.Status)
+	}
+	s.Status, s.Error, s.FailClass = StatusSubmitted, "", ""
+	s.Retries++
 	return nil
 }

@@ -156,6 +156,10 @@ func (s *State) rollback(epoch uint64, p Rollback) error {
 	maps.DeleteFunc(s.Steps, func(k int, _ StepRecord) bool { return k > p.ToStep })
 	maps.DeleteFunc(s.Checkpoints, func(k int, _ map[string]job.Checkpoint) bool { return k > p.ToStep })
 	s.RolledBack = append(s.RolledBack, RollbackRecord{FromStep: s.Step, ToStep: p.ToStep, Epoch: p.Epoch, Reason: p.Reason})
+	if n := len(s.RolledBack); n > MaxRollbackHistory {
+		s.RolledBack = slices.Clone(s.RolledBack[n-MaxRollbackHistory:])
+	}
+	s.Rollbacks++
 	s.Step = p.ToStep
 	return nil
 }

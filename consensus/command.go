@@ -29,6 +29,7 @@ const (
 	TypeRollback         = "Rollback"
 	TypeSetStatus        = "SetStatus"
 	TypeSetResult        = "SetResult"
+	TypeRetryJob         = "RetryJob"
 )
 
 // fencedTypes act for an assignment and must carry its epoch; the others may
@@ -52,6 +53,9 @@ var (
 	// fate was known: it may or may not be committed. Retry with the same ID.
 	ErrLeadershipLost = errors.New("consensus: leadership lost before the outcome was known; retry with the same command ID")
 	ErrShutdown       = errors.New("consensus: node is shut down")
+	// ErrTerminal: the job ended (done or failed) and the command would
+	// change it; only a RetryJob reopens a failed job.
+	ErrTerminal = errors.New("consensus: the job has ended")
 )
 
 // NotLeaderError is returned when a leader-only operation reaches a follower.
@@ -138,6 +142,15 @@ type (
 	SetStatus struct {
 		Status string `json:"status"`
 		Error  string `json:"error"`
+		// Class is the failure's class (invalid_input, permanent,
+		// transient) when Status is failed.
+		Class string `json:"class,omitempty"`
+	}
+	// RetryJob reopens a failed job (the user's `unipruning retry`): the
+	// leader resumes it from the newest intact checkpoint.
+	RetryJob struct {
+		JobID  string `json:"job_id"`
+		Reason string `json:"reason,omitempty"`
 	}
 	SetResult struct {
 		Key   string `json:"key"`
@@ -158,6 +171,7 @@ func (RecordCheckpoint) CommandType() string { return TypeRecordCheckpoint }
 func (Rollback) CommandType() string         { return TypeRollback }
 func (SetStatus) CommandType() string        { return TypeSetStatus }
 func (SetResult) CommandType() string        { return TypeSetResult }
+func (RetryJob) CommandType() string         { return TypeRetryJob }
 
 // NewID returns a random command ID. Callers that may retry must keep the ID
 // of the first attempt.
@@ -231,7 +245,17 @@ func NewRollback(id string, epoch uint64, toStep int, reason string) (Command, e
 
 // NewSetStatus sets the job status (and error text, for failures).
 func NewSetStatus(id, status, errText string) (Command, error) {
-	return NewCommand(id, 0, SetStatus{Status: status, Error: errText})
+	return NewCommand(id, 0, SetStatus{Status: status, Error: Truncate(errText)})
+}
+
+// NewFailed marks the job failed with the reason and its class.
+func NewFailed(id, errText, class string) (Command, error) {
+	return NewCommand(id, 0, SetStatus{Status: StatusFailed, Error: Truncate(errText), Class: class})
+}
+
+// NewRetryJob reopens the failed job jobID.
+func NewRetryJob(id, jobID, reason string) (Command, error) {
+	return NewCommand(id, 0, RetryJob{JobID: jobID, Reason: reason})
 }
 
 // NewSetResult stores a small final fact under key.

@@ -418,19 +418,79 @@ func TestLatestCommonCheckpoint(t *testing.T) {
 
 func TestStatusAndResults(t *testing.T) {
 	h := newHarness(t)
+	h.ok(NewSubmitJob(h.id(), testJob(1, `{"model":"m"}`)))
 	h.reject(ErrInvalid, h.cmd(NewSetStatus(h.id(), "sleeping", "")))
 	h.reject(ErrInvalid, h.cmd(NewSetStatus(h.id(), "", "")))
-	h.ok(NewSetStatus(h.id(), StatusFailed, "shard s0 lost"))
-	if st := h.f.State(); st.Status != StatusFailed || st.Error != "shard s0 lost" {
-		t.Fatalf("status %q error %q", st.Status, st.Error)
-	}
+	h.reject(ErrInvalid, h.cmd(NewSetStatus(h.id(), StatusFailed, ""))) // a failure needs its reason
+	h.ok(NewSetStatus(h.id(), StatusRecovering, "shard s0 lost"))
 	h.ok(NewSetStatus(h.id(), StatusRunning, ""))
-	h.ok(NewSetStatus(h.id(), StatusDone, ""))
-	h.reject(ErrInvalid, h.cmd(NewSetStatus(h.id(), StatusRunning, "")))
 	h.reject(ErrInvalid, h.cmd(NewSetResult(h.id(), "", "v")))
 	h.ok(NewSetResult(h.id(), "gamma", "blobs/gamma"))
 	if got := h.f.State().Results["gamma"]; got != "blobs/gamma" {
 		t.Fatalf("result = %q", got)
+	}
+	h.ok(NewSetStatus(h.id(), StatusDone, ""))
+	h.reject(ErrTerminal, h.cmd(NewSetStatus(h.id(), StatusRunning, "")))
+	h.reject(ErrTerminal, h.cmd(NewSetResult(h.id(), "gamma", "other")))
+	h.reject(ErrInvalid, h.cmd(NewRetryJob(h.id(), "job-1", "")))
+}
+
+// TestFailedIsFinal: once failed, every replica refuses any change (no
+// leader may resume it on its own) until a RetryJob reopens it; the
+// reason and class stay recorded.
+func TestFailedIsFinal(t *testing.T) {
+	h := newHarness(t)
+	h.setup()
+	h.ok(NewBeginStep(h.id(), 1, 1, 0.1, 0))
+	h.ok(NewFailed(h.id(), "calibration file missing", "invalid_input"))
+	st := h.f.State()
+	if st.Status != StatusFailed || st.Error != "calibration file missing" || st.FailClass != "invalid_input" {
+		t.Fatalf("status %q error %q class %q", st.Status, st.Error, st.FailClass)
+	}
+	for _, c := range []func() (Command, error){
+		func() (Command, error) { return NewBeginStep(h.id(), 1, 2, 0.1, 1) },
+		func() (Command, error) { return NewAssign(h.id(), twoShards(2)) },
+		func() (Command, error) { return NewSetStatus(h.id(), StatusRunning, "") },
+		func() (Command, error) { return NewSetStatus(h.id(), StatusDone, "") },
+		func() (Command, error) { return NewRegisterMember(h.id(), "s9", "x", false) },
+		func() (Command, error) { return NewSubmitJob(h.id(), testJob(2, `{"model":"m2"}`)) },
+	} {
+		h.reject(ErrTerminal, h.cmd(c()))
+	}
+	h.reject(ErrInvalid, h.cmd(NewRetryJob(h.id(), "another-job", "")))
+	h.ok(NewRetryJob(h.id(), st.Job.ID, "file restored"))
+	st = h.f.State()
+	if st.Status != StatusSubmitted || st.Error != "" || st.FailClass != "" || st.Retries != 1 || st.Step != 1 {
+		t.Fatalf("after retry: status %q error %q class %q retries %d step %d", st.Status, st.Error, st.FailClass, st.Retries, st.Step)
+	}
+	h.ok(NewAssign(h.id(), twoShards(2)))                           // the job runs again
+	h.reject(ErrInvalid, h.cmd(NewRetryJob(h.id(), st.Job.ID, ""))) // not failed now
+}
+
+// TestBounds: oversize fields and too many registrations are refused by
+// the FSM and never proposed by Node.Apply's pre-check.
+func TestBounds(t *testing.T) {
+	h := newHarness(t)
+	h.setup()
+	big := strings.Repeat("x", MaxTextBytes+1)
+	h.reject(ErrInvalid, h.cmd(NewRegisterMember(h.id(), strings.Repeat("s", MaxIDBytes+1), "a", false)))
+	h.reject(ErrInvalid, h.cmd(NewRegisterMember(h.id(), "s5", strings.Repeat("a", MaxAddrBytes+1), false)))
+	h.reject(ErrInvalid, h.cmd(NewSetResult(h.id(), "k", big)))
+	h.reject(ErrInvalid, h.cmd(NewRollback(h.id(), 1, 0, big)))
+	h.reject(ErrInvalid, h.cmd(NewSubmitJob(h.id(), testJob(2, `{"model":"`+strings.Repeat("m", MaxSpecBytes)+`"}`))))
+	h.reject(ErrInvalid, h.cmd(NewCommand(strings.Repeat("i", MaxIDBytes+1), 0, SetResult{Key: "k", Value: "v"})))
+	for i := len(h.f.State().Members); i < MaxMembers; i++ {
+		h.ok(NewRegisterMember(h.id(), fmt.Sprintf("m%d", i), "addr", false))
+	}
+	h.reject(ErrInvalid, h.cmd(NewRegisterMember(h.id(), "one-too-many", "addr", false)))
+	h.ok(NewRegisterMember(h.id(), "s0", "new-addr", false)) // a known member re-registers
+	if n := len(h.f.State().Members); n != MaxMembers {
+		t.Fatalf("%d members, want %d", n, MaxMembers)
+	}
+	// A long error is truncated by its constructor, not refused.
+	cmd, err := NewFailed(h.id(), big+big, "transient")
+	if err != nil || checkBounds(cmd) != nil {
+		t.Fatalf("truncated failure: %v / %v", err, checkBounds(cmd))
 	}
 }
 

@@ -53,6 +53,9 @@ func (n *Node) SubscribeLeader() (ch <-chan bool, cancel func()) {
 // the FSM's result or its rejection. Only the leader accepts proposals; a
 // follower returns a *NotLeaderError naming the leader.
 func (n *Node) Apply(ctx context.Context, cmd Command) (Result, error) {
+	if err := checkBounds(cmd); err != nil {
+		return Result{}, err // never proposed: the log stays bounded
+	}
 	data, err := encodeJSON(cmd)
 	if err != nil {
 		return Result{}, fmt.Errorf("consensus: encode command: %w", err)
@@ -162,4 +165,10 @@ func (n *Node) mapErr(err error) error {
 		return ErrShutdown
 	}
 	return fmt.Errorf("consensus: %w", err)
+}
+
+// TransferLeadership asks Raft to hand leadership to another voter (an
+// error when there is none, e.g. a single-node cluster).
+func (n *Node) TransferLeadership() error {
+	return n.mapErr(n.raft.LeadershipTransfer().Error())
 }

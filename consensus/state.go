@@ -81,10 +81,16 @@ type State struct {
 	Step        int                               `json:"step"` // last step begun, 0 = none
 	Steps       map[int]StepRecord                `json:"steps"`
 	Checkpoints map[int]map[string]job.Checkpoint `json:"checkpoints"`
-	RolledBack  []RollbackRecord                  `json:"rolled_back"`
+	RolledBack  []RollbackRecord                  `json:"rolled_back"`         // the newest MaxRollbackHistory
+	Rollbacks   int                               `json:"rollbacks,omitempty"` // how many, in all
 	Status      string                            `json:"status"`
 	Error       string                            `json:"error"`
-	Results     map[string]string                 `json:"results"`
+	// FailClass is the class of the failure that ended the job
+	// (invalid_input, permanent or transient), "" unless Status is failed.
+	FailClass string `json:"fail_class,omitempty"`
+	// Retries counts RetryJob commands (user retries of a failed job).
+	Retries int               `json:"retries,omitempty"`
+	Results map[string]string `json:"results"`
 }
 
 // newState returns an empty state with all maps allocated, so a fresh state
@@ -110,6 +116,10 @@ func (s *State) normalize() {
 		s.Results = map[string]string{}
 	}
 }
+
+// Ended reports whether the job reached a terminal state (done or
+// failed): every replica then refuses any change but a retry of a failure.
+func (s State) Ended() bool { return s.Status == StatusDone || s.Status == StatusFailed }
 
 // Clone returns a deep copy of s.
 func (s State) Clone() State {

@@ -29,11 +29,21 @@ type NodeConfig struct {
 	Job *job.Job
 	// Finish writes the Γ store when the search completes (on the leader)
 	// and returns facts to record in Raft (e.g. the manifest's blob key).
-	Finish           func(ctx context.Context, spec job.Spec, refs []job.Ref, parts []nn.Part, steps map[int]job.StepFacts) (map[string]string, error)
+	Finish func(ctx context.Context, spec job.Spec, refs []job.Ref, parts []nn.Part, steps map[int]job.StepFacts) (map[string]string, error)
+	// Check validates the job's inputs (files exist and parse, formats,
+	// seqlen within the model's context) before the leader runs it; an
+	// error fails the job as invalid input. Nil: only job.Validate.
+	Check            func(*job.Job) error
 	HeartbeatTimeout time.Duration
-	// MaxFailures consecutive failed attempts with the same error mark the
-	// job failed (0: 5). Attempts back off exponentially up to 10 s.
+	// MaxFailures: a transient failure with the same cause this many
+	// times without progress, or 4× as many failures of any causes, mark
+	// the job failed (0: 5). Each cause backs off exponentially up to 10 s.
 	MaxFailures int
+	// ShardWait bounds how long an attempt waits for enough live shards
+	// (0: 2 min); running out counts as a transient failure.
+	ShardWait time.Duration
+	// FinishTimeout bounds writing the Γ store at the end (0: 10 min).
+	FinishTimeout time.Duration
 	// Linger keeps a replica running this long after the job is done, so
 	// followers learn the final entries before the leader exits (0: 2 s).
 	Linger time.Duration
@@ -57,6 +67,10 @@ type Node struct {
 	alive *liveness
 	mu    sync.Mutex
 	info  Status
+	// epochFloor is the highest epoch a shard was found fenced at beyond
+	// Raft's (a forged or lost assign); the next assignment goes above it.
+	epochFloor uint64
+	remotes    []shardrpc.API // of the current attempt (guarded by mu)
 }
 
 // NewNode prepares a replica.
@@ -76,6 +90,12 @@ func NewNode(cfg NodeConfig) *Node {
 	if cfg.Linger == 0 {
 		cfg.Linger = 2 * time.Second
 	}
+	if cfg.ShardWait == 0 {
+		cfg.ShardWait = 2 * time.Minute
+	}
+	if cfg.FinishTimeout == 0 {
+		cfg.FinishTimeout = 10 * time.Minute
+	}
 	if cfg.Dial == nil {
 		cfg.Dial = func(id string, part nn.Part, epoch uint64) shardrpc.API {
 			return shardrpc.NewRemote(cfg.Conn, cfg.Subj, id, part, epoch, cfg.Calls)
@@ -84,7 +104,9 @@ func NewNode(cfg NodeConfig) *Node {
 	return &Node{cfg: cfg, log: cfg.Log.With("coordinator", cfg.ID), alive: newLiveness()}
 }
 
-// Run serves until the job is done (nil) or ctx ends.
+// Run serves until the job ended (nil when done, a *JobFailedError when
+// failed) or ctx ends. The job's end is read from Raft, so every replica,
+// restarted or not, reports the same outcome.
 func (n *Node) Run(ctx context.Context) error {
 	stopHB, err := transport.WatchHeartbeatEvents(n.cfg.Conn, mustSubject(n.cfg.Subj.Heartbeat()), n.cfg.HeartbeatTimeout, n.alive.onEvent)
 	if err != nil {
@@ -96,44 +118,84 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopStatus()
+	stopRetry, err := n.serveRetry()
+	if err != nil {
+		return err
+	}
+	defer stopRetry()
 	lead, cancel := n.cfg.Raft.SubscribeLeader()
 	defer cancel()
 	for {
-		if st := n.cfg.Raft.State().Status; st == consensus.StatusDone || st == consensus.StatusFailed {
-			return n.finish(ctx, st)
+		if st := n.cfg.Raft.State(); st.Ended() {
+			reopened, err := n.finish(ctx, st)
+			if !reopened {
+				return err
+			}
+			n.log.Info("the failed job was reopened by a retry")
+			continue
+		}
+		if n.cfg.Raft.IsLeader() {
+			if err := n.leadWhileLeader(ctx, lead); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case isLeader := <-lead:
-			if !isLeader {
-				continue
-			}
-			if err := n.leadWhileLeader(ctx, lead); err != nil {
-				return err
-			}
+		case <-lead:
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
 
+// JobFailedError is what Run returns for a failed job: the reason and its
+// class as recorded in Raft.
+type JobFailedError struct {
+	Reason string
+	Class  string
+}
+
+func (e *JobFailedError) Error() string {
+	return fmt.Sprintf("job failed (%s): %s", e.Class, e.Reason)
+}
+
 // finish lingers so the other replicas learn the final entries (a leader
 // that exits at once can leave a follower without a quorum), then returns
-// — or keeps serving status when asked to.
-func (n *Node) finish(ctx context.Context, status string) error {
+// the outcome — or, with StayAfterDone, keeps serving status until ctx
+// ends or a retry reopens a failed job (reopened true).
+func (n *Node) finish(ctx context.Context, st consensus.State) (reopened bool, err error) {
+	if st.Status == consensus.StatusFailed {
+		n.log.Error("job failed", "class", st.FailClass, "reason", st.Error,
+			"retry", "unipruning retry "+jobID(st))
+	}
 	if n.cfg.StayAfterDone {
-		n.log.Info("job ended; serving status until stopped", "status", status)
-		<-ctx.Done()
-		return nil
+		n.log.Info("job ended; serving status until stopped", "status", st.Status)
+		for {
+			select {
+			case <-ctx.Done():
+				return false, nil
+			case <-time.After(200 * time.Millisecond):
+			}
+			if !n.cfg.Raft.State().Ended() {
+				return true, nil
+			}
+		}
 	}
 	select {
 	case <-ctx.Done():
 	case <-time.After(n.cfg.Linger):
 	}
-	if status == consensus.StatusFailed {
-		return fmt.Errorf("job failed: %s", n.cfg.Raft.State().Error)
+	if st.Status == consensus.StatusFailed {
+		return false, &JobFailedError{Reason: st.Error, Class: st.FailClass}
 	}
-	return nil
+	return false, nil
+}
+
+func jobID(st consensus.State) string {
+	if st.Job == nil {
+		return ""
+	}
+	return st.Job.ID
 }
 
 func mustSubject(s string, err error) string {
@@ -181,15 +243,27 @@ func (n *Node) leadWhileLeader(ctx context.Context, lead <-chan bool) error {
 	return err
 }
 
-// lead submits the job if needed and runs attempts until done.
+// lead submits the job if needed and runs attempts until the job ends:
+// done, or failed by the retry policy (a terminal state in Raft).
 func (n *Node) lead(ctx context.Context) error {
 	j, err := n.ensureJob(ctx)
 	if err != nil || j == nil {
+		if job.ClassOf(err) == job.InvalidInput {
+			n.fail(ctx, "invalid job: "+err.Error(), job.InvalidInput)
+			return nil
+		}
 		return err
 	}
+	if n.cfg.Check != nil {
+		if err := n.cfg.Check(j); err != nil {
+			n.fail(ctx, "invalid job: "+err.Error(), job.InvalidInput)
+			return nil
+		}
+	}
 	policy := newRetryPolicy(n.cfg.MaxFailures)
+	reached := n.cfg.Raft.State().Step
 	for attempt := 1; ; attempt++ {
-		if n.cfg.Raft.State().Status == consensus.StatusDone {
+		if n.cfg.Raft.State().Ended() {
 			return nil
 		}
 		err := n.attempt(ctx, j, attempt)
@@ -199,24 +273,41 @@ func (n *Node) lead(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		act, wait := policy.next(err)
-		if act == stepDown {
-			n.log.Warn("fenced off by a newer epoch; stepping down", "err", err)
+		err = n.unfence(ctx, err)
+		step := n.cfg.Raft.State().Step
+		d := policy.next(err, step > reached)
+		reached = max(reached, step)
+		switch d.act {
+		case ended:
+			return nil
+		case stepDown:
+			n.log.Warn("fenced off by a newer epoch or leader in Raft; stepping down", "err", err)
+			return nil
+		case failJob:
+			n.cfg.Metrics.Recoveries.Inc()
+			n.log.Error("marking the job failed", "class", d.class, "attempts", attempt, "reason", d.reason)
+			n.fail(ctx, d.reason, d.class)
 			return nil
 		}
 		n.cfg.Metrics.Recoveries.Inc()
-		if act == failJob {
-			n.log.Error("the same failure keeps recurring; marking the job failed", "attempts", policy.same, "err", err)
-			n.setStatus(ctx, consensus.StatusFailed, err.Error())
-			return nil
-		}
-		n.log.Warn("attempt failed; recovering: new epoch, roll back to the newest common checkpoint, replay", "attempt", attempt, "err", err, "retry_in", wait)
+		n.log.Warn("attempt failed; recovering: new epoch, roll back to the newest intact common checkpoint, replay", "attempt", attempt, "err", err, "retry_in", d.wait)
 		n.setStatus(ctx, consensus.StatusRecovering, err.Error())
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(wait):
+		case <-time.After(d.wait):
 		}
+	}
+}
+
+// fail records the job failed (terminal) with its reason and class.
+func (n *Node) fail(ctx context.Context, reason string, class job.Class) {
+	cmd, err := consensus.NewFailed(consensus.NewID(), reason, class.String())
+	if err == nil {
+		_, err = n.cfg.Raft.Apply(ctx, cmd)
+	}
+	if err != nil && ctx.Err() == nil && !errors.Is(err, consensus.ErrTerminal) {
+		n.log.Warn("could not record the failure", "reason", reason, "err", err)
 	}
 }
 
@@ -257,7 +348,7 @@ func (n *Node) setStatus(ctx context.Context, status, msg string) {
 	if err == nil {
 		_, err = n.cfg.Raft.Apply(ctx, cmd)
 	}
-	if err != nil && ctx.Err() == nil {
+	if err != nil && ctx.Err() == nil && !errors.Is(err, consensus.ErrTerminal) {
 		n.log.Warn("could not record status", "status", status, "err", err)
 	}
 }
@@ -272,7 +363,7 @@ func (n *Node) attempt(ctx context.Context, j *job.Job, attempt int) error {
 	// Shards may hold state from an aborted attempt or a deposed leader's
 	// epoch: then every shard is restored (or reset) before replaying.
 	reset := attempt > 1 || n.cfg.Raft.State().Step > 0
-	ids, err := n.waitForShards(ctx, j.Shards)
+	ids, err := n.waitForShards(ctx, j.Shards, n.cfg.ShardWait)
 	if err != nil {
 		return err
 	}
@@ -294,13 +385,16 @@ func (n *Node) attempt(ctx context.Context, j *job.Job, attempt int) error {
 	})
 	defer stopWatch()
 	n.setStatus(ctx, consensus.StatusRunning, "")
+	n.mu.Lock()
+	n.remotes = remotes
+	n.mu.Unlock()
 	return n.drive(dctx, j, remotes, parts, epoch, reset)
 }
 
 func planFor(j *job.Job) ([]nn.Part, error) {
 	ck, err := model.Open(j.Spec.Model, j.Spec.Tokenizer)
 	if err != nil {
-		return nil, err
+		return nil, job.Invalid(err)
 	}
 	defer ck.Close()
 	return PlanSpec(ck.Config, j.Shards, j.Spec)
@@ -309,7 +403,7 @@ func planFor(j *job.Job) ([]nn.Part, error) {
 // drive runs the step loop and, at the end, writes the Γ store.
 func (n *Node) drive(ctx context.Context, j *job.Job, remotes []shardrpc.API, parts []nn.Part, epoch uint64, reset bool) error {
 	ledger := NewRaftLedger(n.cfg.Raft, epoch)
-	d := &Driver{Spec: j.Spec, Shards: remotes, Ledger: ledger, Reset: reset, OnStep: func(s StepInfo) {
+	d := &Driver{Spec: j.Spec, Shards: remotes, Ledger: ledger, Reset: reset, Log: n.log, OnStep: func(s StepInfo) {
 		n.cfg.Metrics.observe(s)
 		n.setInfo(func(st *Status) { st.Step, st.LastStepSeconds = s.Step, s.Seconds })
 		if n.cfg.OnStep != nil {
@@ -328,9 +422,11 @@ func (n *Node) drive(ctx context.Context, j *job.Job, remotes []shardrpc.API, pa
 		results[fmt.Sprintf("gamma/%d", i)] = r.Key
 	}
 	if n.cfg.Finish != nil {
-		more, err := n.cfg.Finish(ctx, j.Spec, refs, parts, ledger.Steps())
+		fctx, cancel := context.WithTimeout(ctx, n.cfg.FinishTimeout)
+		more, err := n.cfg.Finish(fctx, j.Spec, refs, parts, ledger.Steps())
+		cancel()
 		if err != nil {
-			return err
+			return fmt.Errorf("writing the Γ store: %w", err)
 		}
 		for k, v := range more {
 			results[k] = v
@@ -360,7 +456,7 @@ func (n *Node) drive(ctx context.Context, j *job.Job, remotes []shardrpc.API, pa
 // assignment under the next epoch.
 func (n *Node) assign(ctx context.Context, ids []string, parts []nn.Part) (uint64, error) {
 	st := n.cfg.Raft.State()
-	epoch := st.Assignment.Epoch + 1
+	epoch := max(st.Assignment.Epoch, n.epochFloor) + 1
 	a := consensus.Assignment{Epoch: epoch}
 	for i, p := range parts {
 		a.Ranges = append(a.Ranges, consensus.Range{Shard: ids[i], From: p.From, To: p.To, Embed: p.Embed, Head: p.Head})
@@ -374,10 +470,15 @@ func (n *Node) assign(ctx context.Context, ids []string, parts []nn.Part) (uint6
 }
 
 // waitForShards returns k alive registered shard IDs, preferring those of
-// the previous assignment in their old positions.
-func (n *Node) waitForShards(ctx context.Context, k int) ([]string, error) {
+// the previous assignment in their old positions; it gives up (a transient
+// failure) after wait.
+func (n *Node) waitForShards(ctx context.Context, k int, wait time.Duration) ([]string, error) {
 	logged := false
+	deadline := time.Now().Add(wait)
 	for {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("fewer than %d live shards registered within %v", k, wait)
+		}
 		st := n.cfg.Raft.State()
 		if ids, ok := n.pick(st, k); ok {
 			return ids, nil
@@ -433,6 +534,9 @@ func (n *Node) serveRegister(ctx context.Context) (func(), error) {
 		var r shardrpc.RegisterRequest
 		if err := json.Unmarshal(req.Body, &r); err != nil || r.ID == "" {
 			return shardrpc.RegisterResponse{}, errors.New("register: malformed request or empty shard id")
+		}
+		if len(r.ID) > consensus.MaxIDBytes || len(r.Addr) > consensus.MaxAddrBytes {
+			return shardrpc.RegisterResponse{}, fmt.Errorf("register: shard id or address too long (at most %d and %d bytes)", consensus.MaxIDBytes, consensus.MaxAddrBytes)
 		}
 		// A fresh command ID per registration: a restarted shard's new
 		// registration must be applied (its log index marks the new

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 	"time"
@@ -36,7 +37,12 @@ type Driver struct {
 	// checkpoint (to the state before step 1): set it when shards may hold
 	// state from an aborted attempt.
 	Reset bool
-	total uint64
+	// Log receives the fallback notes (a lost checkpoint); nil: discard.
+	Log *slog.Logger
+	// FellBack lists the checkpoints skipped as lost or corrupt on resume,
+	// newest first, with the reason.
+	FellBack []string
+	total    uint64
 }
 
 // Run assigns every shard its part, executes steps Resumed+1..Steps and
@@ -74,22 +80,70 @@ func (d *Driver) assign(ctx context.Context) error {
 	})
 }
 
-// resume restores every shard from the newest step they all checkpointed.
+// resume restores every shard from the newest step they all checkpointed
+// whose images are all still present and intact. A checkpoint with a
+// missing or corrupt part (a wiped or damaged blob store) is skipped for
+// the next older one, and with none left the search restarts from step 0
+// (the model and calibration are still on disk): determinism makes the
+// replay give the same Γ. Other restore failures (a shard died) are
+// returned, to be retried, without falling back.
 func (d *Driver) resume(ctx context.Context) error {
-	step, ms := d.Ledger.LatestCommon(d.ranges())
-	if step > 0 || len(d.Ledger.Steps()) > 0 { // nothing to roll back on a fresh start
-		if err := d.Ledger.Rollback(ctx, step, "resume"); err != nil {
+	cands := d.Ledger.CommonCheckpoints(d.ranges())
+	d.FellBack = nil
+	for _, c := range cands {
+		err := d.restoreAll(ctx, c.ByRange)
+		if err == nil {
+			return d.rollbackTo(ctx, c.Step)
+		}
+		if !shardrpc.IsImageLost(err) {
+			return err
+		}
+		note := fmt.Sprintf("checkpoint of step %d is lost or corrupt (%v)", c.Step, err)
+		d.FellBack = append(d.FellBack, note)
+		d.logger().Warn("falling back from a lost checkpoint", "step", c.Step, "err", err)
+	}
+	if len(cands) > 0 {
+		d.logger().Warn("no intact checkpoint left: restarting the search from step 0", "lost", len(cands))
+	}
+	if err := d.rollbackTo(ctx, 0); err != nil {
+		return err
+	}
+	if !d.Reset && len(cands) == 0 {
+		return nil // a fresh start: the shards hold their initial state
+	}
+	return d.restoreAll(ctx, nil)
+}
+
+// restoreAll restores every shard from its range's manifest (a zero Ref,
+// i.e. a reset, when byRange is nil).
+func (d *Driver) restoreAll(ctx context.Context, byRange map[[2]int]job.Checkpoint) error {
+	return d.each(ctx, func(ctx context.Context, i int, s shardrpc.API) error {
+		p := s.Part()
+		return s.Restore(ctx, byRange[[2]int{p.From, p.To}].Ref)
+	})
+}
+
+// rollbackTo records the step the run continues from (nothing to record on
+// a fresh start).
+func (d *Driver) rollbackTo(ctx context.Context, step int) error {
+	if step > 0 || len(d.Ledger.Steps()) > 0 {
+		reason := "resume"
+		if len(d.FellBack) > 0 {
+			reason = fmt.Sprintf("resume; fell back past %d lost checkpoint(s)", len(d.FellBack))
+		}
+		if err := d.Ledger.Rollback(ctx, step, reason); err != nil {
 			return err
 		}
 	}
 	d.Resumed = step
-	if step == 0 && !d.Reset {
-		return nil
+	return nil
+}
+
+func (d *Driver) logger() *slog.Logger {
+	if d.Log == nil {
+		return slog.New(slog.DiscardHandler)
 	}
-	return d.each(ctx, func(ctx context.Context, i int, s shardrpc.API) error {
-		p := s.Part()
-		return s.Restore(ctx, ms[[2]int{p.From, p.To}].Ref) // zero Ref at step 0: reset
-	})
+	return d.Log
 }
 
 func (d *Driver) ranges() [][2]int {

@@ -11,6 +11,7 @@ import (
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/shardrpc"
+	"github.com/unipruning/unipruning/transport"
 )
 
 // world is a set of fake shard processes: their state survives a change of
@@ -22,6 +23,31 @@ type world struct {
 	procs  map[string]*proc
 	calls  []string // "id method k"
 	onStep func(id string, k int) error
+	// fence is the epoch a forged assign raised every shard to (0: none);
+	// Status reports it.
+	fence uint64
+}
+
+// Status reports the shard's epoch: the world's fence, if raised.
+func (s *fakeShard) Status(ctx context.Context) (shardrpc.Status, error) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	return shardrpc.Status{ID: s.id, Epoch: max(s.epoch, s.w.fence)}, nil
+}
+
+// dropBlobs deletes the stored images whose content starts with prefix
+// (a wiped or damaged blob store).
+func (w *world) dropBlobs(match func(img string) bool) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for k, b := range w.blobs {
+		if match(string(b)) {
+			delete(w.blobs, k)
+			n++
+		}
+	}
+	return n
 }
 
 // proc is one fake shard process.
@@ -84,7 +110,7 @@ func (w *world) get(ref job.Ref) (string, error) {
 	defer w.mu.Unlock()
 	b, ok := w.blobs[ref.Key]
 	if !ok {
-		return "", fmt.Errorf("no blob %s", ref.Key)
+		return "", fmt.Errorf("%w: %s", transport.ErrNotFound, ref.Key)
 	}
 	return string(b), nil
 }
@@ -110,7 +136,20 @@ func (s *fakeShard) proc() *proc {
 	return s.w.procs[s.id]
 }
 
+// fenced refuses calls below the world's fence, as a real shard does.
+func (s *fakeShard) fenced() error {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	if s.epoch < s.w.fence {
+		return fmt.Errorf("shard %s at epoch %d, call at %d: %w", s.id, s.w.fence, s.epoch, shardrpc.ErrStaleEpoch)
+	}
+	return nil
+}
+
 func (s *fakeShard) Assign(ctx context.Context, spec job.Spec, stage, stages int) (uint64, error) {
+	if err := s.fenced(); err != nil {
+		return 0, err
+	}
 	s.w.record(s.id, "assign", int(s.epoch))
 	p := s.proc()
 	if p.spec != spec.Hash() || p.part != s.part {
@@ -136,6 +175,9 @@ func (s *fakeShard) at(k int, phase, want string) error {
 }
 
 func (s *fakeShard) Step(ctx context.Context, k int) (shardrpc.StepResult, error) {
+	if err := s.fenced(); err != nil {
+		return shardrpc.StepResult{}, err
+	}
 	s.w.record(s.id, "step", k)
 	if s.w.onStep != nil {
 		if err := s.w.onStep(s.id, k); err != nil {

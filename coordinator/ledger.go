@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
+	"github.com/unipruning/unipruning/internal/atomicfile"
 	"github.com/unipruning/unipruning/job"
 )
 
@@ -22,6 +24,9 @@ type Ledger interface {
 	// none). Ranges, not shard IDs, key checkpoints: a replacement shard
 	// restores the checkpoint of the shard whose layers it took over.
 	LatestCommon(ranges [][2]int) (int, map[[2]int]job.Checkpoint)
+	// CommonCheckpoints lists every step at which all ranges have a
+	// checkpoint, newest first: the fallbacks when a newer one is lost.
+	CommonCheckpoints(ranges [][2]int) []CommonCheckpoint
 	Rollback(ctx context.Context, toStep int, reason string) error
 	Steps() map[int]job.StepFacts
 	SetResult(ctx context.Context, key, value string) error
@@ -72,7 +77,7 @@ func OpenFileLedger(path, specHash string) (*FileLedger, error) {
 		return nil, fmt.Errorf("%s was written by an older unipruning (ledger format %d, this build reads %d): start the search afresh", path, st.Format, ledgerFormat)
 	}
 	if st.SpecHash != specHash {
-		return nil, fmt.Errorf("%s belongs to a search with different settings (spec %.12s, now %.12s): use a new run directory", path, st.SpecHash, specHash)
+		return nil, fmt.Errorf("%s belongs to a search with different settings (its spec hash is %s, this search's is %s): use a new run directory", path, st.SpecHash, specHash)
 	}
 	if st.StepFacts == nil {
 		st.StepFacts = map[int]job.StepFacts{}
@@ -95,11 +100,7 @@ func (l *FileLedger) save() error {
 	if err != nil {
 		return err
 	}
-	tmp := l.Path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Clean(l.Path))
+	return atomicfile.WriteFile(filepath.Clean(l.Path), b, 0o644)
 }
 
 // BeginStep records that step k starts with learning rate lr.
@@ -140,14 +141,25 @@ func (l *FileLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]job.Checkpoi
 	return latestCommon(l.state.Checkpoints, ranges)
 }
 
-// latestCommon finds, over step → shard → manifest, the newest step at
-// which every range has a manifest.
-func latestCommon(cps map[int]map[string]job.Checkpoint, ranges [][2]int) (int, map[[2]int]job.Checkpoint) {
-	best, bestSet := 0, map[[2]int]job.Checkpoint(nil)
+// CommonCheckpoints lists the steps checkpointed for every range.
+func (l *FileLedger) CommonCheckpoints(ranges [][2]int) []CommonCheckpoint {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return commonCheckpoints(l.state.Checkpoints, ranges)
+}
+
+// CommonCheckpoint is a step every range checkpointed, with the manifests
+// by range.
+type CommonCheckpoint struct {
+	Step    int
+	ByRange map[[2]int]job.Checkpoint
+}
+
+// commonCheckpoints lists, over step → shard → manifest, the steps at
+// which every range has a manifest, newest first.
+func commonCheckpoints(cps map[int]map[string]job.Checkpoint, ranges [][2]int) []CommonCheckpoint {
+	var out []CommonCheckpoint
 	for step, ms := range cps {
-		if step <= best {
-			continue
-		}
 		byRange := map[[2]int]job.Checkpoint{}
 		for _, m := range ms {
 			byRange[m.Layers] = m
@@ -158,11 +170,20 @@ func latestCommon(cps map[int]map[string]job.Checkpoint, ranges [][2]int) (int, 
 				all = false
 			}
 		}
-		if all {
-			best, bestSet = step, byRange
+		if all && step > 0 {
+			out = append(out, CommonCheckpoint{Step: step, ByRange: byRange})
 		}
 	}
-	return best, bestSet
+	slices.SortFunc(out, func(a, b CommonCheckpoint) int { return b.Step - a.Step })
+	return out
+}
+
+// latestCommon is the newest of commonCheckpoints (0 and nil if none).
+func latestCommon(cps map[int]map[string]job.Checkpoint, ranges [][2]int) (int, map[[2]int]job.Checkpoint) {
+	if c := commonCheckpoints(cps, ranges); len(c) > 0 {
+		return c[0].Step, c[0].ByRange
+	}
+	return 0, nil
 }
 
 // Rollback forgets steps after toStep.

@@ -154,49 +154,70 @@ func TestDriverResume(t *testing.T) {
 	}
 }
 
-// TestRetryPolicy: fencing errors step down at once; other errors recover
-// with a doubling backoff (reset when the failure changes) until the same
-// failure has occurred max times.
+// TestRetryPolicy: Raft fencing steps down at once; input and permanent
+// errors fail at once; transient errors recover with a per-cause doubling
+// backoff until one cause recurs max times, or 4·max failures happen,
+// without progress. Causes ignore volatile tokens (request IDs, steps).
 func TestRetryPolicy(t *testing.T) {
 	fenced := []error{
-		fmt.Errorf("shard s1: step at epoch 3: %w", shardrpc.ErrStaleEpoch),
 		fmt.Errorf("commit: %w", consensus.ErrStaleEpoch),
 		fmt.Errorf("apply: %w", &consensus.NotLeaderError{LeaderID: "c2"}),
 	}
 	for _, err := range fenced {
-		if a, _ := newRetryPolicy(5).next(err); a != stepDown {
-			t.Errorf("%v: %v, want step down", err, a)
+		if d := newRetryPolicy(5).next(err, false); d.act != stepDown {
+			t.Errorf("%v: %v, want step down", err, d.act)
+		}
+	}
+	final := map[error]job.Class{
+		fmt.Errorf("shard s0: assign: %w", job.Invalidf("calibration text: open c.txt: no such file")): job.InvalidInput,
+		job.Permanentf("Γ store inconsistent"):                                                         job.Permanent,
+	}
+	for err, class := range final {
+		if d := newRetryPolicy(5).next(err, false); d.act != failJob || d.class != class || !strings.Contains(d.reason, err.Error()) {
+			t.Errorf("%v: %+v, want fail (%v) at once", err, d, class)
 		}
 	}
 	p := newRetryPolicy(3)
 	p.limit = 700 * time.Millisecond
-	a := errors.New("shard s0: step 5: connection lost")
+	a1 := errors.New("shard s0: step 5: call (request 8j4YHsMdm6) failed: connection lost")
+	a2 := errors.New("shard s0: step 5: call (request Zq0xKcv7Pp) failed: connection lost")
 	b := errors.New("shard s1: no heartbeat")
 	want := []struct {
-		err  error
-		act  action
-		wait time.Duration
+		err        error
+		progressed bool
+		act        action
+		wait       time.Duration
 	}{
-		{a, recoverJob, 200 * time.Millisecond},
-		{a, recoverJob, 400 * time.Millisecond},
-		{b, recoverJob, 200 * time.Millisecond}, // another failure: the count and backoff restart
-		{b, recoverJob, 400 * time.Millisecond},
-		{b, failJob, 0},
+		{a1, false, recoverJob, 200 * time.Millisecond},
+		{b, false, recoverJob, 200 * time.Millisecond},  // another cause has its own backoff
+		{a2, false, recoverJob, 400 * time.Millisecond}, // a1 again, under a fresh request ID
+		{b, true, recoverJob, 200 * time.Millisecond},   // progress forgets every count
+		{b, false, recoverJob, 400 * time.Millisecond},
+		{b, false, failJob, 0},
 	}
 	for i, w := range want {
-		act, wait := p.next(w.err)
-		if act != w.act || (act == recoverJob && wait != w.wait) {
-			t.Fatalf("attempt %d (%v): %v after %v, want %v after %v", i+1, w.err, act, wait, w.act, w.wait)
+		d := p.next(w.err, w.progressed)
+		if d.act != w.act || (d.act == recoverJob && d.wait != w.wait) {
+			t.Fatalf("attempt %d (%v): %v after %v, want %v after %v", i+1, w.err, d.act, d.wait, w.act, w.wait)
 		}
 	}
 	q := newRetryPolicy(10)
 	q.limit = 700 * time.Millisecond
 	var last time.Duration
 	for range 5 {
-		_, last = q.next(a)
+		last = q.next(a1, false).wait
 	}
 	if last != 700*time.Millisecond {
 		t.Fatalf("backoff %v, want the 700ms cap", last)
+	}
+	// Many different causes without progress end too.
+	r := newRetryPolicy(2)
+	var d decision
+	for i := range 8 {
+		d = r.next(fmt.Errorf("cause %c", 'a'+i), false)
+	}
+	if d.act != failJob || !strings.Contains(d.reason, "8 attempts without progress") {
+		t.Fatalf("after 8 distinct failures: %+v", d)
 	}
 }
 
@@ -204,14 +225,15 @@ func TestRetryPolicy(t *testing.T) {
 // NATS server, with fake shard processes that register and send
 // heartbeats.
 type cluster struct {
-	raft  *consensus.Node
-	conn  *transport.Conn
-	subj  transport.Subjects
-	world *world
-	node  *Node
-	mu    sync.Mutex
-	done  []job.Ref
-	calls int
+	raftCfg consensus.Config
+	raft    *consensus.Node
+	conn    *transport.Conn
+	subj    transport.Subjects
+	world   *world
+	node    *Node
+	mu      sync.Mutex
+	done    []job.Ref
+	calls   int
 }
 
 func newCluster(t *testing.T, spec job.Spec, shards, maxFailures int) *cluster {
@@ -219,9 +241,10 @@ func newCluster(t *testing.T, spec job.Spec, shards, maxFailures int) *cluster {
 	ns := testnats.Start(t)
 	c := &cluster{conn: testnats.Dial(t, ns, "coordinator", nil), subj: transport.Subjects{Job: "nodetest"}, world: newWorld()}
 	var err error
-	c.raft, err = consensus.Open(consensus.Config{NodeID: "c1", BindAddr: "127.0.0.1:0", DataDir: t.TempDir(), Bootstrap: true,
+	c.raftCfg = consensus.Config{NodeID: "c1", BindAddr: "127.0.0.1:0", DataDir: t.TempDir(), Bootstrap: true,
 		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 150 * time.Millisecond,
-		Logger: testnats.Quiet()})
+		Logger: testnats.Quiet()}
+	c.raft, err = consensus.Open(c.raftCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,6 +88,11 @@ func (l *RaftLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]job.Checkpoi
 	return latestCommon(l.Node.State().Checkpoints, ranges)
 }
 
+// CommonCheckpoints lists the steps checkpointed for every range.
+func (l *RaftLedger) CommonCheckpoints(ranges [][2]int) []CommonCheckpoint {
+	return commonCheckpoints(l.Node.State().Checkpoints, ranges)
+}
+
 // Rollback commits the roll-back of the job to toStep.
 func (l *RaftLedger) Rollback(ctx context.Context, toStep int, reason string) error {
 	cmd, err := consensus.NewRollback(fmt.Sprintf("rollback/e%d/k%d", l.Epoch, toStep), l.Epoch, toStep, reason)

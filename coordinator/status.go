@@ -12,12 +12,18 @@ import (
 
 // Status is what `unipruning status` shows.
 type Status struct {
-	Coordinator     string        `json:"coordinator"`
-	Leader          string        `json:"leader"`
-	LeaderAddr      string        `json:"leader_addr"`
-	Job             string        `json:"job"`
-	State           string        `json:"state"`
-	Error           string        `json:"error,omitempty"`
+	Coordinator string `json:"coordinator"`
+	Leader      string `json:"leader"`
+	LeaderAddr  string `json:"leader_addr"`
+	Job         string `json:"job"`
+	State       string `json:"state"`
+	Error       string `json:"error,omitempty"`
+	// Class is the failure's class when State is failed: invalid_input
+	// (fix the job and resubmit), permanent or transient (retry may help:
+	// `unipruning retry JOB`).
+	Class string `json:"class,omitempty"`
+	// Retries counts user retries of a failed job.
+	Retries         int           `json:"retries,omitempty"`
 	Step            int           `json:"step"`
 	Steps           int           `json:"steps"`
 	Epoch           uint64        `json:"epoch"`
@@ -55,7 +61,7 @@ func (n *Node) Snapshot() Status {
 	n.mu.Unlock()
 	s.Coordinator = n.cfg.ID
 	s.Leader, s.LeaderAddr = n.cfg.Raft.Leader()
-	s.State, s.Error, s.Epoch, s.Rollbacks = st.Status, st.Error, st.Assignment.Epoch, len(st.RolledBack)
+	s.State, s.Error, s.Class, s.Epoch, s.Rollbacks, s.Retries = st.Status, st.Error, st.FailClass, st.Assignment.Epoch, st.Rollbacks, st.Retries
 	s.Results = st.Results
 	if s.Step < st.Step {
 		s.Step = st.Step

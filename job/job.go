@@ -2,7 +2,6 @@ package job
 
 import (
 	"encoding/json"
-	"fmt"
 )
 
 // Job is what a cluster runs: a search spec spread over Shards shards.
@@ -16,10 +15,10 @@ type Job struct {
 // Validate checks the job.
 func (j *Job) Validate() error {
 	if j.ID == "" {
-		return fmt.Errorf("job has no id")
+		return Invalidf("job has no id")
 	}
 	if j.Shards < 1 {
-		return fmt.Errorf("job needs at least one shard (got %d)", j.Shards)
+		return Invalidf("job needs at least one shard (got %d)", j.Shards)
 	}
 	j.Spec.Defaults()
 	return j.Spec.Validate()
@@ -29,7 +28,7 @@ func (j *Job) Validate() error {
 func Parse(b []byte) (*Job, error) {
 	var j Job
 	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("job: %w", err)
+		return nil, Invalidf("job: %w", err)
 	}
 	return &j, j.Validate()
 }

@@ -23,6 +23,12 @@ const (
 	ModeFrozen    = "frozen"    // no weight update, forward only, model-wide threshold
 )
 
+// Calibration formats (eval.CalibC4, eval.CalibLines).
+const (
+	CalibC4    = "c4"
+	CalibLines = "lines"
+)
+
 // Spec is a search job: everything that determines Γ. Two runs with equal
 // specs (and equal input files) produce bitwise-identical Γ.
 type Spec struct {
@@ -50,7 +56,8 @@ type Spec struct {
 	Chunk int `json:"chunk,omitempty"`
 }
 
-// Defaults fills unset fields with the values of DESIGN §2.3.
+// Defaults fills unset fields with the values of DESIGN §2.3. Steps has
+// no default: a job that gives none (or 0) is refused, not run for 128.
 func (s *Spec) Defaults() {
 	def := func(p *float64, v float64) {
 		if *p == 0 {
@@ -67,9 +74,6 @@ func (s *Spec) Defaults() {
 	def(&s.Lambda, 0.001)
 	def(&s.LR, 1e-4)
 	def(&s.ClipNorm, 1)
-	if s.Steps == 0 {
-		s.Steps = 128
-	}
 	if s.CalibFormat == "" {
 		s.CalibFormat = "c4"
 	}
@@ -78,8 +82,11 @@ func (s *Spec) Defaults() {
 	}
 }
 
-// Validate rejects a spec that cannot run, with the reason.
-func (s *Spec) Validate() error {
+// Validate rejects a spec that cannot run, with the reason (an error of
+// class InvalidInput).
+func (s *Spec) Validate() error { return Invalid(s.validate()) }
+
+func (s *Spec) validate() error {
 	switch s.Mode {
 	case ModeReference, ModeGlobal, ModeFrozen:
 	default:
@@ -93,6 +100,8 @@ func (s *Spec) Validate() error {
 		return fmt.Errorf("no model")
 	case s.CalibPath == "":
 		return fmt.Errorf("no calibration text")
+	case s.CalibFormat != CalibC4 && s.CalibFormat != CalibLines:
+		return fmt.Errorf("calib_format %q (want %s or %s)", s.CalibFormat, CalibC4, CalibLines)
 	case !(s.Kappa > 0):
 		return fmt.Errorf("kappa must be positive (got %v)", s.Kappa)
 	case !(s.Lambda >= 0 && s.Lambda < 1):

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/unipruning/unipruning/internal/atomicfile"
 	"github.com/unipruning/unipruning/model/safetensors"
 	"github.com/unipruning/unipruning/model/tokenizer"
 )
@@ -131,7 +132,13 @@ func WriteDirAtomically(dir string, force bool, write func(tmp string) error) er
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
+	// A writer killed before its rename left its temporary behind; nothing
+	// else uses this prefix, so it is garbage now.
+	prefix := "." + filepath.Base(dir) + ".tmp-"
+	if _, err := atomicfile.RemoveStale(parent, prefix); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, prefix)
 	if err != nil {
 		return err
 	}
@@ -140,6 +147,10 @@ func WriteDirAtomically(dir string, force bool, write func(tmp string) error) er
 		return err
 	}
 	if err := write(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	if err := atomicfile.SyncTree(tmp); err != nil {
 		os.RemoveAll(tmp)
 		return err
 	}
@@ -155,7 +166,7 @@ func WriteDirAtomically(dir string, force bool, write func(tmp string) error) er
 		os.RemoveAll(tmp)
 		return err
 	}
-	return nil
+	return atomicfile.SyncDir(parent)
 }
 
 // HFConfigJSON renders a transformers-compatible config.json for c.

@@ -61,7 +61,7 @@ func NewWorker(spec job.Spec, part nn.Part, pipe shardrpc.Pipe) (*Worker, error)
 	tuneGC()
 	ck, err := model.Open(spec.Model, spec.Tokenizer)
 	if err != nil {
-		return nil, err
+		return nil, job.Invalid(err) // no retry can make the model appear
 	}
 	wk := &Worker{spec: spec, part: part, ck: ck, pipe: pipe, groups: map[int]*[4]*prune.Stats{}}
 	if err := wk.load(); err != nil {
@@ -109,15 +109,16 @@ func (wk *Worker) newTarget(t model.Target, st *prune.Stats) *target {
 // loadWindows draws the calibration windows: Steps of them, step k using
 // window k−1. Every shard that needs them draws the same ones.
 func (wk *Worker) loadWindows() error {
+	// Input errors: the coordinator fails the job instead of retrying.
 	tok, err := wk.ck.LoadTokenizer()
 	if err != nil {
-		return err
+		return job.Invalid(err)
 	}
 	if wk.spec.Seqlen > wk.ck.Config.MaxSeq {
-		return fmt.Errorf("seqlen %d exceeds the model's context of %d", wk.spec.Seqlen, wk.ck.Config.MaxSeq)
+		return job.Invalidf("seqlen %d exceeds the model's context of %d", wk.spec.Seqlen, wk.ck.Config.MaxSeq)
 	}
 	wk.windows, _, err = eval.CalibWindows(wk.spec.CalibFormat, wk.spec.CalibPath, tok, wk.spec.Steps, wk.spec.Seqlen, wk.spec.Seed)
-	return err
+	return job.Invalid(err)
 }
 
 // Close releases the checkpoint files.

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
@@ -92,16 +93,65 @@ type Worker interface {
 // by pipe (shard.Load).
 type Loader func(spec job.Spec, part nn.Part, pipe Pipe) (Worker, error)
 
+// BlobTimeout bounds one blob transfer whose context has no deadline of
+// its own: a store that stops answering cannot hold a call forever.
+var BlobTimeout = 10 * time.Minute
+
+// bounded runs f under ctx (given BlobTimeout when it has no deadline) and
+// returns as soon as f does or ctx ends. A store that ignores its context
+// cannot block the caller, nor the calls queued behind it on the shard:
+// the abandoned transfer finishes, or fails, in the background.
+func bounded[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, BlobTimeout)
+		defer cancel()
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f(ctx)
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("blob transfer abandoned: %w", context.Cause(ctx))
+	}
+}
+
 // PutImage stores img and returns its reference.
 func PutImage(ctx context.Context, b BlobStore, img []byte) (job.Ref, error) {
 	if b == nil {
 		return job.Ref{}, fmt.Errorf("store image: no blob store configured")
 	}
-	key, err := b.Put(ctx, img)
+	key, err := bounded(ctx, func(ctx context.Context) (string, error) { return b.Put(ctx, img) })
 	if err != nil {
 		return job.Ref{}, err
 	}
 	return job.RefOf(key, img), nil
+}
+
+// IsImageLost reports whether err says a checkpoint image is gone or
+// corrupt (code image_missing or checksum, in process or over the wire):
+// recovery then falls back to an older checkpoint instead of retrying.
+func IsImageLost(err error) bool {
+	return errors.Is(err, transport.ErrNotFound) || errors.Is(err, transport.ErrChecksum) ||
+		IsCode(err, CodeImageMissing) || IsCode(err, CodeChecksum)
+}
+
+// ClassOf classifies a shard call's error: an input error the shard
+// reported over the wire (code invalid_input) keeps its class.
+func ClassOf(err error) job.Class {
+	if IsCode(err, CodeInvalidInput) {
+		return job.InvalidInput
+	}
+	return job.ClassOf(err)
 }
 
 // FetchImage gets a stored image and checks it against ref's sha256 (a
@@ -111,7 +161,10 @@ func FetchImage(ctx context.Context, b BlobStore, ref job.Ref) ([]byte, error) {
 	if b == nil {
 		return nil, fmt.Errorf("restore: no blob store configured")
 	}
-	img, err := b.Get(ctx, ref.Key)
+	img, err := bounded(ctx, func(ctx context.Context) ([]byte, error) { return b.Get(ctx, ref.Key) })
+	if errors.Is(err, transport.ErrNotFound) {
+		return nil, transport.WithCode(CodeImageMissing, fmt.Errorf("restore: checkpoint image %s is not in the blob store: %w", ref.Key, err))
+	}
 	if errors.Is(err, transport.ErrChecksum) {
 		return nil, transport.WithCode(CodeChecksum, fmt.Errorf("restore: checkpoint image %s fails its checksum: %w", ref.Key, err))
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/prune"
 	"github.com/unipruning/unipruning/transport"
@@ -235,6 +236,12 @@ var methods = map[string]method{
 
 // runLocked fences, dedupes and runs a method under the operation lock.
 func (s *Server) runLocked(ctx context.Context, env *Envelope, m method) ([]byte, error) {
+	// Everything is checked before any state changes: a malformed or
+	// impossible request must not move the fence (issue 12 class 5).
+	if err := validateRequest(env); err != nil {
+		s.log.Warn("rejecting a malformed request", "method", env.Method, "epoch", env.Epoch, "request", env.ID, "err", err)
+		return nil, err
+	}
 	if env.Method == MethodAssign {
 		s.preempt(env.Epoch)
 	}
@@ -286,6 +293,43 @@ func (s *Server) admit(env *Envelope, m method) error {
 		return transport.WithCode(CodeNotAssigned, fmt.Errorf("shard %s has no part assigned", s.id))
 	case s.broken != nil && m.needWorker && env.Method != MethodRestore && env.Method != MethodCount:
 		return transport.WithCode(CodeNeedsRestore, fmt.Errorf("shard %s: a failed reset left its state invalid (%v): restore a checkpoint or reassign", s.id, s.broken))
+	}
+	return nil
+}
+
+// validateRequest decodes and checks a locked method's body without
+// touching any state.
+func validateRequest(env *Envelope) error {
+	if env.Epoch == 0 {
+		return transport.WithCode(transport.CodeBadRequest, fmt.Errorf("%s: epoch 0 (calls carry their assignment's epoch ≥ 1)", env.Method))
+	}
+	switch env.Method {
+	case MethodAssign:
+		var a AssignRequest
+		if err := decodeBody(env, &a); err != nil {
+			return err
+		}
+		if err := checkAssign(a); err != nil {
+			return transport.WithCode(transport.CodeBadRequest, fmt.Errorf("assign: %w", err))
+		}
+		spec := a.Spec
+		spec.Defaults()
+		if err := spec.Validate(); err != nil {
+			return transport.WithCode(CodeInvalidInput, fmt.Errorf("assign: %w", err))
+		}
+	case MethodStep, MethodUpdate, MethodApplyTau:
+		var b struct {
+			K int `json:"k"`
+		}
+		if err := decodeBody(env, &b); err != nil {
+			return err
+		}
+		if b.K < 1 {
+			return transport.WithCode(transport.CodeBadRequest, fmt.Errorf("%s: step %d", env.Method, b.K))
+		}
+	case MethodRestore:
+		var r RestoreRequest
+		return decodeBody(env, &r)
 	}
 	return nil
 }
@@ -499,7 +543,11 @@ func (s *Server) load(a AssignRequest, hash string, pipe Pipe) error {
 	start := time.Now()
 	wk, err := s.opts.Load(a.Spec, a.Part, pipe)
 	if err != nil {
-		return fmt.Errorf("load part %+v: %w", a.Part, err)
+		err = fmt.Errorf("load part %+v: %w", a.Part, err)
+		if job.ClassOf(err) == job.InvalidInput {
+			err = transport.WithCode(CodeInvalidInput, err) // the coordinator fails the job, no retry
+		}
+		return err
 	}
 	s.wk, s.specHash, s.broken = wk, hash, nil
 	s.log.Info("part loaded", "count", wk.Count(), "seconds", time.Since(start).Seconds())

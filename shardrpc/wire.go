@@ -73,6 +73,8 @@ const (
 	CodeChecksum      = "checksum"       // a stored image does not match its checksum
 	CodeConflict      = "conflict"       // same (epoch, step) as a completed call, other arguments
 	CodeUnknownMethod = "unknown_method" // method not served by this shard
+	CodeImageMissing  = "image_missing"  // a checkpoint image is not in the blob store
+	CodeInvalidInput  = "invalid_input"  // the job's input cannot be loaded (file, format, seqlen)
 )
 
 // ErrStaleEpoch is wrapped by Remote's errors for calls a shard fenced off

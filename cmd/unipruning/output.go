@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/unipruning/unipruning/internal/atomicfile"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/prune/extract"
 	"github.com/unipruning/unipruning/prune/maskfile"
@@ -26,7 +27,7 @@ func writeJSONFile(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // writeOutput saves the pruned checkpoint, filling each target tensor with

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/unipruning/unipruning/internal/atomicfile"
 	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/provenance"
@@ -92,12 +93,10 @@ func Fingerprint(ck *model.Checkpoint) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// writeAtomic writes a file of the store so that a crash leaves the whole
+// file or none of it (the manifest is written last, after every part).
 func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, b, 0o644)
 }
 
 // Store is a loaded Γ store.

@@ -116,11 +116,11 @@ func Fetch(ctx context.Context, blobs Blobs, key, dir string) error {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return err
 		}
-		if err := os.WriteFile(path, img, 0o644); err != nil {
+		if err := writeAtomic(path, img); err != nil {
 			return err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, ManifestName), b, 0o644); err != nil {
+	if err := writeAtomic(filepath.Join(dir, ManifestName), b); err != nil {
 		return err
 	}
 	_, err = Open(dir)
