@@ -108,7 +108,7 @@ type callRecord struct {
 }
 
 // Serve starts answering control requests for shard id on
-// subj.Control(id) and publishing heartbeats on subj.Heartbeat(). It runs
+// subj.Control(id) and publishing heartbeats on subj.HeartbeatOf(id). It runs
 // until ctx ends or Close is called. The shard holds no part until the
 // coordinator assigns one; call Register to announce it.
 func Serve(ctx context.Context, conn *transport.Conn, subj transport.Subjects, id string, opts ServeOptions) (*Server, error) {
@@ -119,7 +119,7 @@ func Serve(ctx context.Context, conn *transport.Conn, subj transport.Subjects, i
 	if err != nil {
 		return nil, err
 	}
-	hb, err := subj.Heartbeat()
+	hb, err := subj.HeartbeatOf(id)
 	if err != nil {
 		return nil, err
 	}
