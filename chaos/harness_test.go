@@ -494,11 +494,11 @@ func (c *cluster) status(ctx context.Context) (coordinator.Status, error) {
 
 // clusterStatus asks the chaos job's coordinators for their status via
 // `unipruning status` (processes and containers alike).
-func clusterStatus(ctx context.Context, bin, natsURL string) (coordinator.Status, error) {
+func clusterStatus(ctx context.Context, bin, natsURL string, extra ...string) (coordinator.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var st coordinator.Status
-	b, err := exec.CommandContext(ctx, bin, "status", "--nats", natsURL, "--cluster", "chaos", "--json").Output()
+	b, err := exec.CommandContext(ctx, bin, append([]string{"status", "--nats", natsURL, "--cluster", "chaos", "--json"}, extra...)...).Output()
 	if err != nil {
 		return st, err
 	}
