@@ -91,6 +91,7 @@ type composeProject struct {
 	name     string
 	env      []string
 	natsURL  string
+	creds    string // --auth directory of the project
 	bin      string
 	cid      map[string]string
 	logs     string // docker logs are saved here at the end
@@ -124,13 +125,25 @@ func newComposeProject(t *testing.T, j job.Job) *composeProject {
 	if err := os.WriteFile(filepath.Join(cfg, "job.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Per-role credentials as deploy/compose-run.sh makes them: readable by
+	// the containers' uid, the private temp dir keeps others out.
+	creds := filepath.Join(dir, "creds")
+	if b, err := exec.Command(binary(t), "creds", "--out", creds, "--cluster", "chaos", "--shard-ids", "s0,s1,s2",
+		"--hosts", "nats,c1,c2,c3,localhost,127.0.0.1").CombinedOutput(); err != nil {
+		t.Fatalf("creds: %v\n%s", err, b)
+	}
+	if ents, err := os.ReadDir(creds); err == nil {
+		for _, e := range ents {
+			os.Chmod(filepath.Join(creds, e.Name()), 0o644)
+		}
+	}
 	port := freePorts(t, 1)[0]
-	p := &composeProject{t: t, compose: compose, bin: binary(t),
+	p := &composeProject{t: t, compose: compose, bin: binary(t), creds: creds,
 		name:    fmt.Sprintf("upchaos%d%d", os.Getpid(), time.Now().UnixNano()%100000),
 		natsURL: fmt.Sprintf("nats://127.0.0.1:%d", port),
 		logs:    filepath.Join(dir, "logs"), out: filepath.Join(dir, "out"),
 		env: append(os.Environ(), "UNIPRUNING_IMAGE="+img, "JOB=job.json", "CONFIG_DIR="+cfg,
-			"DATA_DIR="+dataDir, fmt.Sprintf("NATS_PORT=%d", port), "CLUSTER=chaos")}
+			"DATA_DIR="+dataDir, fmt.Sprintf("NATS_PORT=%d", port), "CLUSTER=chaos", "CREDS_DIR="+creds)}
 	os.MkdirAll(p.logs, 0o755)
 	t.Cleanup(p.down)
 	p.run(2*time.Minute, "up", "-d")
@@ -214,7 +227,7 @@ func (p *composeProject) down() {
 }
 
 func (p *composeProject) status(ctx context.Context) (coordinator.Status, error) {
-	return clusterStatus(ctx, p.bin, p.natsURL)
+	return clusterStatus(ctx, p.bin, p.natsURL, "--auth", p.creds)
 }
 
 // doneLogged: a coordinator reported the replicated status "done".

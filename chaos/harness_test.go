@@ -439,7 +439,7 @@ func tail(b []byte, n int) string {
 // startNATS starts (or restarts, on the same port and store) the server.
 func (c *cluster) startNATS() {
 	c.t.Helper()
-	p := c.start("nats", "nats", "--port", strconv.Itoa(c.natsPort), "--store", filepath.Join(c.dir, "nats"))
+	p := c.start("nats", "nats", "--insecure", "--port", strconv.Itoa(c.natsPort), "--store", filepath.Join(c.dir, "nats"))
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", c.natsPort), time.Second); err == nil {
@@ -466,13 +466,13 @@ func (c *cluster) peers() string {
 // c<i>, i in 1..3.
 func (c *cluster) startCoordinator(i int) {
 	id := fmt.Sprintf("c%d", i)
-	c.start(id, "coordinator", "--id", id, "--raft-bind", c.raft[i-1], "--raft-dir", filepath.Join(c.dir, "raft", id),
+	c.start(id, "coordinator", "--insecure", "--id", id, "--raft-bind", c.raft[i-1], "--raft-dir", filepath.Join(c.dir, "raft", id),
 		"--peers", c.peers(), "--bootstrap", "--job", c.jobFile, "--out", c.out,
 		"--nats", c.natsURL, "--cluster", "chaos", "--heartbeat-timeout", c.hb.String())
 }
 
 func (c *cluster) startShard(id string, extra ...string) {
-	c.start(id, append([]string{"shard", "--id", id, "--nats", c.natsURL, "--cluster", "chaos"}, extra...)...)
+	c.start(id, append([]string{"shard", "--insecure", "--id", id, "--nats", c.natsURL, "--cluster", "chaos"}, extra...)...)
 }
 
 // up starts NATS, 3 coordinators and shards s0..s<n-1>.
@@ -494,11 +494,11 @@ func (c *cluster) status(ctx context.Context) (coordinator.Status, error) {
 
 // clusterStatus asks the chaos job's coordinators for their status via
 // `unipruning status` (processes and containers alike).
-func clusterStatus(ctx context.Context, bin, natsURL string) (coordinator.Status, error) {
+func clusterStatus(ctx context.Context, bin, natsURL string, extra ...string) (coordinator.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var st coordinator.Status
-	b, err := exec.CommandContext(ctx, bin, "status", "--nats", natsURL, "--cluster", "chaos", "--json").Output()
+	b, err := exec.CommandContext(ctx, bin, append([]string{"status", "--nats", natsURL, "--cluster", "chaos", "--json"}, extra...)...).Output()
 	if err != nil {
 		return st, err
 	}

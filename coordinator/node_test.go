@@ -249,9 +249,9 @@ func newCluster(t *testing.T, spec job.Spec, shards, maxFailures int) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.raft.Shutdown() })
-	hb, _ := c.subj.Heartbeat()
 	for i := range shards {
 		id := fmt.Sprintf("s%d", i)
+		hb, _ := c.subj.HeartbeatOf(id)
 		conn := testnats.Dial(t, ns, id, nil)
 		t.Cleanup(transport.StartHeartbeat(conn, hb, id, func() uint64 { return 0 }, 50*time.Millisecond))
 		go shardrpc.Register(testnats.Ctx(t, 30*time.Second), conn, c.subj, id, "test")

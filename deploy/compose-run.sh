@@ -72,6 +72,15 @@ BIN=$REPO/bin/unipruning-static
 [ -x "$BIN" ] || BIN=$REPO/bin/unipruning
 [ -x "$BIN" ] || die "no host binary for 'unipruning status' (make static)"
 
+# Per-role credentials for this project (TLS + one key per role), in a
+# private directory; the files are made readable by the containers' uid
+# (0644) while the 0700 directory keeps other host users out.
+CREDS_STAGE=$(mktemp -d "${TMPDIR:-/tmp}/unipruning-compose-creds.XXXXXX")
+"$BIN" creds --out "$CREDS_STAGE/creds" --cluster "$CLUSTER" --shard-ids s0,s1,s2 \
+	--hosts nats,c1,c2,c3,localhost,127.0.0.1 >/dev/null 2>&1 || die "unipruning creds failed"
+chmod 0644 "$CREDS_STAGE"/creds/*
+export CREDS_DIR=$CREDS_STAGE/creds
+
 NATS_PORT=${NATS_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 14222)}
 export NATS_PORT
 NATS_URL=nats://127.0.0.1:$NATS_PORT
@@ -84,9 +93,11 @@ cleanup() {
 		dc logs --no-color --tail 15 c1 c2 c3 2>/dev/null || true
 	fi
 	if [ $KEEP = 1 ]; then
+		log "--keep: credentials in $CREDS_DIR (status: $BIN status --nats $NATS_URL --cluster $CLUSTER --auth $CREDS_DIR)"
 		log "--keep: project $PROJECT left running; stop it with: ${COMPOSE[*]} -p $PROJECT -f deploy/compose.yaml down -v"
 	else
 		dc down -v --remove-orphans >/dev/null 2>&1 || true
+		rm -rf "$CREDS_STAGE"
 		log "containers, network and volumes of $PROJECT removed"
 	fi
 	exit $rc
@@ -101,7 +112,7 @@ while read -r svc id; do CID[$svc]=$id; done < <(docker ps -a --filter "label=co
 	--format '{{.Label "com.docker.compose.service"}} {{.ID}}')
 for svc in nats c1 c2 c3 s0 s1 s2; do [ -n "${CID[$svc]:-}" ] || die "no container for service $svc"; done
 cid() { echo "${CID[$1]}"; }
-status_json() { "$BIN" status --nats "$NATS_URL" --cluster "$CLUSTER" --json 2>/dev/null; }
+status_json() { "$BIN" status --nats "$NATS_URL" --cluster "$CLUSTER" --auth "$CREDS_DIR" --json 2>/dev/null; }
 field() { sed -n "s/^  \"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" | head -1; }
 done_logged() {
 	local c

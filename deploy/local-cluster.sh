@@ -25,6 +25,9 @@
 #   --heartbeat-timeout D      coordinator --heartbeat-timeout (default 2s)
 #   --timeout SEC              give up after this long (default 900)
 #   --keep-running             do not stop the processes when the job is done (Ctrl-C stops them)
+#   --insecure                 run without authentication (default: `unipruning creds` makes
+#                              per-role credentials in WORKDIR/creds; every role gets --auth,
+#                              NATS serves TLS and enforces each role's subject permissions)
 #
 # Exit status: 0 when the job finished and the Γ store was written.
 # Environment: UNIPRUNING_CLUSTER (NATS subject namespace, default "local").
@@ -45,6 +48,7 @@ BLOBS=jetstream
 HB_TIMEOUT=2s
 TIMEOUT=900
 KEEP=0
+INSECURE=0
 CLUSTER=${UNIPRUNING_CLUSTER:-local}
 
 die() { echo "local-cluster: $*" >&2; exit 2; }
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
 	--heartbeat-timeout) HB_TIMEOUT=$2; shift ;;
 	--timeout) TIMEOUT=$2; shift ;;
 	--keep-running) KEEP=1 ;;
+	--insecure) INSECURE=1 ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown option $1 (see --help)" ;;
 	esac
@@ -129,6 +134,21 @@ NATS_URL=nats://127.0.0.1:$NATS_PORT
 RAFT_ADDR=([1]=127.0.0.1:$R1 [2]=127.0.0.1:$R2 [3]=127.0.0.1:$R3)
 PEERS="c1=${RAFT_ADDR[1]},c2=${RAFT_ADDR[2]},c3=${RAFT_ADDR[3]}"
 
+# Credentials: one per role (coordinator, each shard id this run may start,
+# client), or none with --insecure.
+if [ $INSECURE = 1 ]; then
+	AUTH=(--insecure)
+	CLIENT_AUTH=()
+else
+	IDS=$(seq -s, -f 's%g' 0 $((NSHARDS - 1)))
+	[ $STANDBY = 1 ] && IDS=$IDS,standby
+	[ "$REPLACEMENT" = none ] || case ",$IDS," in *",$REPLACEMENT,"*) ;; *) IDS=$IDS,$REPLACEMENT ;; esac
+	"$BIN" creds --out "$WORKDIR/creds" --cluster "$CLUSTER" --shard-ids "$IDS" --hosts localhost,127.0.0.1 ||
+		die "unipruning creds failed"
+	AUTH=(--auth "$WORKDIR/creds")
+	CLIENT_AUTH=(--auth "$WORKDIR/creds")
+fi
+
 declare -A PID=()
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
@@ -175,10 +195,10 @@ coordinator() {
 	local i=$1
 	start "c$i" coordinator --id "c$i" --raft-bind "${RAFT_ADDR[$i]}" --raft-dir "$WORKDIR/raft/c$i" \
 		--peers "$PEERS" --bootstrap --job "$JOB" --out "$OUT" \
-		--nats "$NATS_URL" --cluster "$CLUSTER" --blobs "$BLOBS" --heartbeat-timeout "$HB_TIMEOUT"
+		--nats "$NATS_URL" --cluster "$CLUSTER" --blobs "$BLOBS" --heartbeat-timeout "$HB_TIMEOUT" "${AUTH[@]}"
 }
-shardproc() { start "$1" shard --id "$1" --nats "$NATS_URL" --cluster "$CLUSTER" --blobs "$BLOBS" "${@:2}"; }
-status_json() { "$BIN" status --nats "$NATS_URL" --cluster "$CLUSTER" --json 2>/dev/null; }
+shardproc() { start "$1" shard --id "$1" --nats "$NATS_URL" --cluster "$CLUSTER" --blobs "$BLOBS" "${AUTH[@]}" "${@:2}"; }
+status_json() { "$BIN" status --nats "$NATS_URL" --cluster "$CLUSTER" "${CLIENT_AUTH[@]}" --json 2>/dev/null; }
 # field NAME: a top-level scalar of the status JSON on stdin.
 field() { sed -n "s/^  \"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" | head -1; }
 # latest_step: the highest step any coordinator has logged as done.
@@ -187,8 +207,8 @@ latest_step() {
 }
 
 log "job $JOB, workdir $WORKDIR"
-log "NATS $NATS_URL, Raft peers $PEERS, cluster $CLUSTER, blobs $BLOBS"
-start nats nats --port "$NATS_PORT" --store "$WORKDIR/nats"
+log "NATS $NATS_URL, Raft peers $PEERS, cluster $CLUSTER, blobs $BLOBS, auth ${AUTH[*]}"
+start nats nats --port "$NATS_PORT" --store "$WORKDIR/nats" "${AUTH[@]}"
 for _ in $(seq 100); do
 	(exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break
 	alive nats || die "the NATS server exited: see $LOGS/nats.log"

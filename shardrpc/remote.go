@@ -315,6 +315,9 @@ func RegisterWith(ctx context.Context, conn *transport.Conn, subj transport.Subj
 			return resp, nil
 		case err == nil:
 			return resp, fmt.Errorf("shard %s: coordinator refused registration: %s", req.ID, resp.Message)
+		case IsCode(err, transport.CodeUnauthorized):
+			// No retry makes a wrong credential right.
+			return resp, fmt.Errorf("shard %s: coordinator refused registration: %w", req.ID, err)
 		case ctx.Err() != nil:
 			return resp, fmt.Errorf("shard %s: register: %w (last error: %v)", req.ID, ctx.Err(), err)
 		}

@@ -109,7 +109,7 @@ type callRecord struct {
 }
 
 // Serve starts answering control requests for shard id on
-// subj.Control(id) and publishing heartbeats on subj.Heartbeat(). It runs
+// subj.Control(id) and publishing heartbeats on subj.HeartbeatOf(id). It runs
 // until ctx ends or Close is called. The shard holds no part until the
 // coordinator assigns one; call Register to announce it.
 func Serve(ctx context.Context, conn *transport.Conn, subj transport.Subjects, id string, opts ServeOptions) (*Server, error) {
@@ -120,7 +120,7 @@ func Serve(ctx context.Context, conn *transport.Conn, subj transport.Subjects, i
 	if err != nil {
 		return nil, err
 	}
-	hb, err := subj.Heartbeat()
+	hb, err := subj.HeartbeatOf(id)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +191,12 @@ func (s *Server) PipeStats() PipeStats {
 
 // handle decodes one request and runs it.
 func (s *Server) handle(ctx context.Context, b []byte) ([]byte, error) {
+	// With a roster the transport has verified the signature; only
+	// coordinators drive a shard (DESIGN §5.1).
+	if err := transport.RequireRole(ctx, transport.RoleCoordinator); err != nil {
+		s.log.Warn("refusing a control call", "err", err)
+		return nil, err
+	}
 	var env Envelope
 	if err := json.Unmarshal(b, &env); err != nil {
 		return nil, transport.WithCode(transport.CodeBadRequest, fmt.Errorf("decode envelope: %w", err))
@@ -642,6 +648,18 @@ func (s *Server) storeImage(ctx context.Context, image func() ([]byte, error)) (
 	return json.Marshal(ref)
 }
 
+// checkRestoreRef refuses a restore whose reference carries no sha256: a
+// coordinator restores only manifests committed in Raft, which always
+// carry the image's sha256, and FetchImage then accepts exactly that
+// image (its spec hash and layer range are checked by the worker).
+func checkRestoreRef(ref job.Ref) error {
+	if len(ref.SHA256) != 64 {
+		return transport.WithCode(transport.CodeBadRequest, fmt.Errorf(
+			"restore %.12s: the reference has no sha256 (a restore takes only a checkpoint committed with its sha256)", ref.Key))
+	}
+	return nil
+}
+
 // doRestore loads a verified checkpoint image, or resets the worker for an
 // empty Ref (API.Restore). A rejected image leaves the state untouched
 // (Worker.Restore checks everything before copying); only a failed reset
@@ -661,6 +679,9 @@ func (s *Server) doRestore(ctx context.Context, env *Envelope) ([]byte, error) {
 	} else {
 		if s.opts.Blobs == nil {
 			return nil, fmt.Errorf("shard %s has no blob store configured", s.id)
+		}
+		if err := checkRestoreRef(r.Ref); err != nil {
+			return nil, err
 		}
 		s.dropStepRecords()
 		img, err := FetchImage(ctx, s.opts.Blobs, r.Ref)

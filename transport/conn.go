@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // Options configures a client connection.
@@ -20,6 +21,12 @@ type Options struct {
 	NKeySeedFile string // file holding a user nkey seed (see GenerateNKeyUser)
 	CredsFile    string // NATS .creds file (JWT + seed)
 	TLS          *TLSFiles
+	// Roster, when set, makes this an authenticated cluster connection:
+	// NKeySeedFile must hold the seed of one of its identities; requests
+	// are signed with it, replies arrive below that identity's own
+	// InboxPrefix, and handlers accept only requests signed by the
+	// roster's identities (see Caller).
+	Roster *Roster
 	// ConnectTimeout bounds the initial dial; default 5 s.
 	ConnectTimeout time.Duration
 	// ReconnectWait is the pause between reconnect attempts; default 250 ms.
@@ -40,6 +47,10 @@ type Conn struct {
 	// and may drop it (return nil) or replace it. It is how the tests inject
 	// loss, corruption and replays without a flaky network.
 	hook atomic.Pointer[publishHook]
+
+	roster *Roster       // nil: no request signatures
+	signer nkeys.KeyPair // the identity's key (with roster)
+	self   Identity
 }
 
 type publishHook func(subject string, data []byte) []byte
@@ -63,12 +74,39 @@ func Connect(opts Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Roster != nil {
+		if err := c.bindIdentity(opts); err != nil {
+			return nil, err
+		}
+		no = append(no, nats.CustomInboxPrefix(InboxPrefix(c.self)))
+	}
 	nc, err := nats.Connect(opts.URL, no...)
 	if err != nil {
 		return nil, connectError(opts, err)
 	}
 	c.nc = nc
 	return c, nil
+}
+
+// bindIdentity loads the signing key and finds its identity in the roster.
+func (c *Conn) bindIdentity(opts Options) error {
+	if opts.NKeySeedFile == "" {
+		return errors.New("transport: a roster needs the connection's nkey seed file (its identity's key)")
+	}
+	kp, err := loadSeed(opts.NKeySeedFile)
+	if err != nil {
+		return err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return fmt.Errorf("transport: nkey seed file %s: %w", opts.NKeySeedFile, err)
+	}
+	id, ok := opts.Roster.Lookup(pub)
+	if !ok {
+		return fmt.Errorf("transport: the key in %s (%s) is not in the roster of cluster %q", opts.NKeySeedFile, pub, opts.Roster.Cluster)
+	}
+	c.roster, c.signer, c.self = opts.Roster, kp, id
+	return nil
 }
 
 func connectError(opts Options, err error) error {

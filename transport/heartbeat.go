@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,10 +91,17 @@ func WatchHeartbeatEvents(conn *Conn, subject string, timeout time.Duration,
 		return nil, fmt.Errorf("transport: heartbeat timeout must be positive")
 	}
 	beats := make(chan beat, 1024)
-	unsub, err := conn.Subscribe(subject, func(_ string, data []byte) {
+	perID := strings.HasSuffix(subject, ".*")
+	unsub, err := conn.Subscribe(subject, func(msgSubject string, data []byte) {
 		var b beat
 		if err := json.Unmarshal(data, &b); err != nil || b.ID == "" {
-			conn.log.Warn("ignoring malformed heartbeat", "subject", subject, "err", err)
+			conn.log.Warn("ignoring malformed heartbeat", "subject", msgSubject, "err", err)
+			return
+		}
+		if perID && msgSubject[strings.LastIndexByte(msgSubject, '.')+1:] != b.ID {
+			// Permissions bind hb.<id> to id's credential; a beat naming
+			// another process is a spoof.
+			conn.log.Warn("ignoring a heartbeat whose id differs from its subject", "subject", msgSubject, "id", b.ID)
 			return
 		}
 		select {

@@ -58,9 +58,13 @@ func TestHeartbeats(t *testing.T) {
 	alive := func(id string, want bool) func() bool {
 		return func() bool { mu.Lock(); defer mu.Unlock(); v, ok := state[id]; return ok && v == want }
 	}
-	stop0 := StartHeartbeat(shard0, subj, "shard-0", func() uint64 { return 7 }, 20*time.Millisecond)
-	stop1 := StartHeartbeat(shard1, subj, "shard-1", nil, 20*time.Millisecond)
+	of := func(id string) string { s, _ := Subjects{Job: "hb"}.HeartbeatOf(id); return s }
+	// A beat on another process's subject is a spoof and is ignored.
+	spoof := StartHeartbeat(shard1, of("shard-1"), "shard-9", nil, 20*time.Millisecond)
+	stop0 := StartHeartbeat(shard0, of("shard-0"), "shard-0", func() uint64 { return 7 }, 20*time.Millisecond)
+	stop1 := StartHeartbeat(shard1, of("shard-1"), "shard-1", nil, 20*time.Millisecond)
 	waitFor(t, 5*time.Second, "both alive", func() bool { return alive("shard-0", true)() && alive("shard-1", true)() })
+	spoof()
 
 	// A clean stop is seen at once (well before the timeout).
 	start := time.Now()
@@ -78,6 +82,9 @@ func TestHeartbeats(t *testing.T) {
 	stop1() // idempotent
 	mu.Lock()
 	defer mu.Unlock()
+	if _, ok := state["shard-9"]; ok {
+		t.Errorf("a beat naming shard-9 on shard-1's subject was accepted")
+	}
 	if events[0].ID != "shard-0" && events[1].ID != "shard-0" {
 		t.Fatalf("events %+v", events)
 	}

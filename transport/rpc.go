@@ -155,6 +155,15 @@ func RequestID(ctx context.Context) string {
 
 func (c *Conn) serve(base context.Context, m *nats.Msg, h Handler) {
 	ctx := context.WithValue(base, requestIDKey{}, m.Header.Get(hdrRequestID))
+	if c.roster != nil {
+		id, err := c.verify(m, time.Now())
+		if err != nil {
+			c.log.Warn("refusing a request", "subject", m.Subject, "err", err)
+			c.reply(m, nil, WithCode(CodeUnauthorized, err))
+			return
+		}
+		ctx = context.WithValue(ctx, callerKey{}, id)
+	}
 	if ms, err := strconv.ParseInt(m.Header.Get(hdrTimeoutMS), 10, 64); err == nil && ms > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
@@ -172,6 +181,14 @@ func (c *Conn) serve(base context.Context, m *nats.Msg, h Handler) {
 		// caller has given up (or will retry, maybe on another queue member),
 		// and an error reply would only race with its timeout.
 		c.log.Debug("not replying after context end", "subject", m.Subject, "err", herr)
+		return
+	}
+	c.reply(m, resp, herr)
+}
+
+// reply answers m with resp or, if herr is set, with herr's message and code.
+func (c *Conn) reply(m *nats.Msg, resp []byte, herr error) {
+	if m.Reply == "" {
 		return
 	}
 	out := nats.NewMsg(m.Reply)
@@ -272,6 +289,9 @@ func (c *Conn) callOnce(ctx context.Context, subject, id string, req []byte, tim
 	msg.Data = req
 	msg.Header.Set(hdrRequestID, id)
 	msg.Header.Set(hdrTimeoutMS, strconv.FormatInt(timeout.Milliseconds(), 10))
+	if err := c.sign(msg); err != nil {
+		return nil, err
+	}
 	m, err := c.nc.RequestMsgWithContext(actx, msg)
 	switch {
 	case err == nil:

@@ -29,12 +29,15 @@ const DefaultServerMaxPayload = 4 << 20
 
 // ServerConfig configures an embedded NATS server.
 type ServerConfig struct {
-	Host       string    // listen address; default 127.0.0.1
-	Port       int       // -1 = random free port; 0 = NATS default 4222
-	JetStream  bool      // enable JetStream (needed by ObjectBlobStore)
-	StoreDir   string    // JetStream storage directory; required with JetStream
-	Token      string    // if set, clients must present this token
-	NKeys      []string  // if set, public user nkeys that may connect
+	Host      string   // listen address; default 127.0.0.1
+	Port      int      // -1 = random free port; 0 = NATS default 4222
+	JetStream bool     // enable JetStream (needed by ObjectBlobStore)
+	StoreDir  string   // JetStream storage directory; required with JetStream
+	Token     string   // if set, clients must present this token
+	NKeys     []string // if set, public user nkeys that may connect
+	// Roster, if set, lists the users that may connect (by nkey), each
+	// with the subject permissions of its role (Roster.Permissions).
+	Roster     *Roster
 	TLS        *TLSFiles // if set, clients must use TLS
 	MaxPayload int       // max message size in bytes; default DefaultServerMaxPayload
 	Name       string    // server name (shows in logs and JetStream); optional
@@ -95,8 +98,8 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 }
 
 func serverOptions(cfg ServerConfig) (*server.Options, error) {
-	if cfg.Token != "" && len(cfg.NKeys) > 0 {
-		return nil, errors.New("transport: server config: choose either Token or NKeys, not both")
+	if n := btoi(cfg.Token != "") + btoi(len(cfg.NKeys) > 0) + btoi(cfg.Roster != nil); n > 1 {
+		return nil, errors.New("transport: server config: choose one of Token, NKeys and Roster")
 	}
 	if cfg.JetStream && cfg.StoreDir == "" {
 		return nil, errors.New("transport: server config: JetStream needs StoreDir (a directory owned by this server)")
@@ -156,8 +159,27 @@ func clusterOptions(opts *server.Options, cfg ServerConfig) error {
 	return nil
 }
 
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // serverSecurity adds nkey users and TLS to opts.
 func serverSecurity(opts *server.Options, cfg ServerConfig) error {
+	if r := cfg.Roster; r != nil {
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("transport: server config: roster: %w", err)
+		}
+		for _, id := range r.Identities {
+			p, err := r.Permissions(id)
+			if err != nil {
+				return err
+			}
+			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: id.NKey, Permissions: p})
+		}
+	}
 	for _, pub := range cfg.NKeys {
 		if !nkeys.IsValidPublicUserKey(pub) {
 			return fmt.Errorf("transport: server config: %q is not a public user nkey (starts with 'U')", pub)

@@ -15,7 +15,7 @@ const DefaultSubjectPrefix = "unipruning"
 //
 //	P.J.coord                      requests to the coordinator leader
 //	P.J.ctl.<shard>                requests to one shard
-//	P.J.hb                         heartbeats of every process
+//	P.J.hb.<id>                    heartbeats of one process
 //	P.J.events                     broadcasts (e.g. committed steps)
 //	P.J.stream.<kind>.<from>.<to>  tensor frames from stage <from> to <to>
 //	P.J.stream.<kind>.<from>.<to>.ack  credits and acks going back
@@ -33,8 +33,19 @@ func (s Subjects) Coordinator() (string, error) { return s.join("coord") }
 // Control is the request subject of one shard.
 func (s Subjects) Control(shardID string) (string, error) { return s.join("ctl", shardID) }
 
-// Heartbeat is the subject all heartbeats of the job are published on.
-func (s Subjects) Heartbeat() (string, error) { return s.join("hb") }
+// Heartbeat is the subscription pattern matching every heartbeat of the
+// job (P.J.hb.*); each process publishes on its own HeartbeatOf(id), so
+// NATS permissions can bind a heartbeat to a credential.
+func (s Subjects) Heartbeat() (string, error) {
+	hb, err := s.join("hb")
+	if err != nil {
+		return "", err
+	}
+	return hb + ".*", nil
+}
+
+// HeartbeatOf is the subject process id publishes its heartbeats on.
+func (s Subjects) HeartbeatOf(id string) (string, error) { return s.join("hb", id) }
 
 // Events is the subject for job-wide broadcasts.
 func (s Subjects) Events() (string, error) { return s.join("events") }

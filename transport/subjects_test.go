@@ -12,12 +12,13 @@ func TestSubjects(t *testing.T) {
 		want string
 	}{
 		{s.Coordinator, "unipruning.job-1.coord"},
-		{s.Heartbeat, "unipruning.job-1.hb"},
+		{s.Heartbeat, "unipruning.job-1.hb.*"},
+		{func() (string, error) { return s.HeartbeatOf("s0") }, "unipruning.job-1.hb.s0"},
 		{s.Events, "unipruning.job-1.events"},
 		{func() (string, error) { return s.Control("shard_3") }, "unipruning.job-1.ctl.shard_3"},
 		{func() (string, error) { return s.Stream("act", "s0", "s1") }, "unipruning.job-1.stream.act.s0.s1"},
 		{func() (string, error) { return s.StreamAck("act", "s0", "s1") }, "unipruning.job-1.stream.act.s0.s1.ack"},
-		{func() (string, error) { return Subjects{Prefix: "org.up", Job: "j"}.Heartbeat() }, "org.up.j.hb"},
+		{func() (string, error) { return Subjects{Prefix: "org.up", Job: "j"}.Heartbeat() }, "org.up.j.hb.*"},
 	}
 	for _, c := range cases {
 		got, err := c.got()

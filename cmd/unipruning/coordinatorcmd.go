@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/unipruning/unipruning/consensus"
 	"github.com/unipruning/unipruning/coordinator"
 	"github.com/unipruning/unipruning/job"
+	"github.com/unipruning/unipruning/transport"
 )
 
 type coordFlags struct {
@@ -51,7 +53,7 @@ The leader that finishes writes the Γ store into --out.`,
 	fl.StringVar(&f.dir, "raft-dir", "", "Raft data directory (log, snapshots)")
 	fl.StringVar(&f.peers, "peers", "", "initial replicas id=host:port,... (with --bootstrap)")
 	fl.BoolVar(&f.bootstrap, "bootstrap", false, "form the cluster from --peers if the data directory is empty (safe to pass on every start)")
-	fl.StringVar(&f.tlsCert, "raft-tls-cert", "", "TLS certificate for Raft (mutual TLS between replicas)")
+	fl.StringVar(&f.tlsCert, "raft-tls-cert", "", "TLS certificate for Raft (mutual TLS between replicas; default with --auth: DIR/raft.pem)")
 	fl.StringVar(&f.tlsKey, "raft-tls-key", "", "TLS key for Raft")
 	fl.StringVar(&f.tlsCA, "raft-tls-ca", "", "CA that signs every replica's certificate")
 	fl.StringVar(&f.job, "job", "", "job JSON to submit if the cluster has none (see configs/)")
@@ -110,15 +112,24 @@ func runCoordinator(f coordFlags) error {
 			return err
 		}
 	}
+	log := newLogger().With("replica", f.id)
+	f.nats.role = transport.RoleCoordinator
+	if err := f.nats.requireAuth(log); err != nil {
+		return err
+	}
 	peers, err := parsePeers(f.peers)
 	if err != nil {
 		return err
+	}
+	if f.tlsCert == "" && f.tlsKey == "" && f.tlsCA == "" && f.nats.auth != "" {
+		// The credentials directory carries the replicas' Raft TLS pair.
+		f.tlsCert, f.tlsKey = filepath.Join(f.nats.auth, credsRaft+".pem"), filepath.Join(f.nats.auth, credsRaft+"-key.pem")
+		f.tlsCA = filepath.Join(f.nats.auth, credsCA)
 	}
 	tcfg, err := raftTLS(f.tlsCert, f.tlsKey, f.tlsCA)
 	if err != nil {
 		return err
 	}
-	log := newLogger().With("replica", f.id)
 	ctx, cancel := signalContext()
 	defer cancel()
 	node, err := consensus.Open(consensus.Config{NodeID: f.id, BindAddr: f.bind, AdvertiseAddr: f.advertise,

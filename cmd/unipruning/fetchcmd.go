@@ -8,6 +8,7 @@ import (
 
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/prune/gammastore"
+	"github.com/unipruning/unipruning/transport"
 )
 
 func fetchCmd() *cobra.Command {
@@ -25,6 +26,7 @@ the parts, each checked against its sha256) into --out, ready for 'unipruning ex
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
+			nf.role = transport.RoleClient
 			conn, subj, err := nf.connect("fetch", newLogger())
 			if err != nil {
 				return err

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -12,7 +14,8 @@ import (
 
 func natsCmd() *cobra.Command {
 	var cfg transport.ServerConfig
-	var cert, key, ca, nkeys, routes, tokenFile string
+	var cert, key, ca, nkeys, routes, tokenFile, auth string
+	var insecure bool
 	cmd := &cobra.Command{
 		Use:   "nats",
 		Short: "Run a NATS server (embedded nats-server, JetStream on) for a cluster",
@@ -35,6 +38,9 @@ the same server the one-process mode embeds.`,
 					return fmt.Errorf("--token-file: %w", err)
 				}
 				cfg.Token = strings.TrimSpace(string(b))
+			}
+			if err := natsSecurity(&cfg, auth, insecure, log); err != nil {
+				return err
 			}
 			srv, err := transport.StartServer(cfg)
 			if err != nil {
@@ -64,5 +70,33 @@ the same server the one-process mode embeds.`,
 	fl.StringVar(&cfg.ClusterHost, "cluster-host", "", "cluster listen address (default: --host)")
 	fl.IntVar(&cfg.ClusterPort, "cluster-port", 0, "cluster (route) port")
 	fl.StringVar(&routes, "routes", "", "comma-separated nats-route://host:port of the other servers")
+	fl.StringVar(&auth, "auth", "", "credentials directory made by 'unipruning creds': serve TLS with DIR/nats-server.pem and admit the keys of DIR/roles.json, each with its role's subject permissions")
+	fl.BoolVar(&insecure, "insecure", false, "serve without any authentication (trusted test networks only)")
 	return cmd
+}
+
+// natsSecurity applies --auth and refuses a server without authentication
+// unless --insecure.
+func natsSecurity(cfg *transport.ServerConfig, auth string, insecure bool, log *slog.Logger) error {
+	switch {
+	case auth != "" && insecure:
+		return conflictingFlags("auth", "insecure")
+	case auth != "" && (cfg.Token != "" || len(cfg.NKeys) > 0):
+		return usageError{fmt.Errorf("--auth replaces --token/--token-file/--nkeys: give one of them")}
+	case auth != "":
+		r, err := transport.LoadRoster(filepath.Join(auth, credsRoster))
+		if err != nil {
+			return badFlag("auth", auth, "%v", err)
+		}
+		cfg.Roster = r
+		if cfg.TLS == nil {
+			cfg.TLS = &transport.TLSFiles{CertFile: filepath.Join(auth, credsServer+".pem"), KeyFile: filepath.Join(auth, credsServer+"-key.pem")}
+		}
+		log.Info("per-role authentication", "cluster", r.Cluster, "identities", len(r.Identities), "tls", cfg.TLS.CertFile)
+	case cfg.Token == "" && len(cfg.NKeys) == 0 && !insecure:
+		return usageError{fmt.Errorf("refusing to serve a cluster without authentication: pass --auth DIR (made by 'unipruning creds'), or --insecure on a trusted test network only")}
+	case insecure:
+		log.Warn("serving without authentication (--insecure): anyone who reaches this port can drive and read every job")
+	}
+	return nil
 }

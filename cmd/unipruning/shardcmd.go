@@ -27,6 +27,10 @@ threshold histogram queries and writes checkpoints to the blob store. Calls from
 epoch are refused (fencing). --standby holds it in reserve to replace a failed shard.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := newLogger()
+			nf.role = transport.Identity{Role: transport.RoleShard, ID: id}.Name()
+			if err := nf.requireAuth(log); err != nil {
+				return err
+			}
 			ctx, cancel := signalContext()
 			defer cancel()
 			conn, subj, blobs, err := nf.dial(ctx, "shard-"+id, log)

@@ -33,6 +33,7 @@ func statusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show a cluster's job: step, leader, epoch, shards and their layers, step time",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			nf.role = transport.RoleClient
 			conn, subj, err := nf.connect("status", newLogger())
 			if err != nil {
 				return err
