@@ -535,15 +535,13 @@ func (n *Node) serveRegister(ctx context.Context) (func(), error) {
 		if err := json.Unmarshal(req.Body, &r); err != nil || r.ID == "" {
 			return shardrpc.RegisterResponse{}, errors.New("register: malformed request or empty shard id")
 		}
-<<<<<<< HEAD
 		if len(r.ID) > consensus.MaxIDBytes || len(r.Addr) > consensus.MaxAddrBytes {
 			return shardrpc.RegisterResponse{}, fmt.Errorf("register: shard id or address too long (at most %d and %d bytes)", consensus.MaxIDBytes, consensus.MaxAddrBytes)
-=======
+		}
 		if c, ok := transport.Caller(ctx); ok && (c.Role != transport.RoleShard || c.ID != r.ID) {
 			n.log.Warn("refusing a registration from another identity", "shard", r.ID, "caller", c.Name())
 			return shardrpc.RegisterResponse{}, transport.WithCode(transport.CodeUnauthorized,
 				fmt.Errorf("register: %s may not register as shard %q", c.Name(), r.ID))
->>>>>>> auth
 		}
 		// A fresh command ID per registration: a restarted shard's new
 		// registration must be applied (its log index marks the new
