@@ -3,6 +3,7 @@ package shard
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/prune"
@@ -29,11 +30,13 @@ func (wk *Worker) Count() uint64 {
 
 // Histogram answers one round of the model-wide radix selection over |z|.
 func (wk *Worker) Histogram(ctx context.Context, q prune.HistQuery, dst []uint64) error {
+	defer wk.clock.add(&wk.clock.p.Threshold, time.Now())
 	return wk.partition().Histogram(q, dst)
 }
 
 // CountEqual counts owned |z| keys equal to key.
 func (wk *Worker) CountEqual(ctx context.Context, key uint32) (uint64, error) {
+	defer wk.clock.add(&wk.clock.p.Threshold, time.Now())
 	return wk.partition().CountEqual(key)
 }
 
@@ -45,6 +48,9 @@ func (wk *Worker) ApplyTau(ctx context.Context, k int, tau float32) error {
 	if k != wk.step+1 {
 		return fmt.Errorf("shard is at step %d, asked to apply τ of step %d", wk.step, k)
 	}
+	// The per-matrix quantiles of the reference mode count as the mirror
+	// update: they replace the model-wide threshold rounds.
+	defer wk.clock.add(&wk.clock.p.Mirror, time.Now())
 	err := parallel(len(wk.ts), func(i int) error {
 		tg := wk.ts[i]
 		t := tau
