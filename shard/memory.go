@@ -20,7 +20,7 @@ type MemItem struct {
 // parameters it owns and its bytes, item by item.
 type ShardMemory struct {
 	Layers [2]int    `json:"layers"`
-	Params int64     `json:"params"`
+	Params int64     `json:"params"` // held by this shard (a tied embedding counts on both ends)
 	Bytes  int64     `json:"bytes"`
 	Items  []MemItem `json:"items"`
 }
@@ -51,7 +51,6 @@ func PlanMemory(c *model.Config, spec job.Spec, parts []nn.Part, workers int) Me
 	for _, p := range parts {
 		sm := planShard(c, spec, p, workers)
 		plan.PerShard = append(plan.PerShard, sm)
-		plan.Params += sm.Params
 		plan.BytesTotal += sm.Bytes
 		for _, it := range sm.Items {
 			if _, ok := sums[it.Name]; !ok {
@@ -60,6 +59,9 @@ func PlanMemory(c *model.Config, spec job.Spec, parts []nn.Part, workers int) Me
 			sums[it.Name] += it.Bytes
 		}
 	}
+	// Shards of a tied-head model both hold the embedding: the model's
+	// parameters are counted once, from the whole.
+	plan.Params = planShard(c, spec, nn.Whole(c), workers).Params
 	for _, n := range order {
 		plan.Items = append(plan.Items, MemItem{Name: n, Bytes: sums[n], PerParam: perParam(sums[n], plan.Params)})
 	}
