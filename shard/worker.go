@@ -51,6 +51,7 @@ type Worker struct {
 	// scores are consumed as soon as they are computed, so the worker
 	// holds GOMAXPROCS of them instead of one per target.
 	scores [][]float32
+	hist   [][]uint64 // per-goroutine threshold histograms
 	clock  phaseClock
 }
 
