@@ -21,7 +21,7 @@ DEMO ?= ./scripts/demo.sh
 TAGS ?= $(if $(shell ls $(OPENBLAS_LIBS) 2>/dev/null | head -1),openblas,)
 GOFLAGS_TAGS = $(if $(TAGS),-tags $(TAGS),)
 
-.PHONY: all setup build test test-short vet fmt demo bench fuzz results clean static chaos
+.PHONY: all setup build test test-short vet fmt demo bench bench-search fuzz results clean static chaos
 
 all: build
 
@@ -60,6 +60,11 @@ bench: build
 	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench Layer7B -benchtime 1x -timeout 60m ./prune/layerwise/
 	$(GO) test $(GOFLAGS_TAGS) -run XXX -bench . -benchtime 5x ./shard/
 	$(GO) test -run XXX -bench StreamThroughput -benchtime 20x ./transport/
+
+## bench-search: search step against PyTorch, peak RSS against the memory plan (issue 17;
+## synthetic 110M, seqlen 256 and 1024, OPENBLAS_CORETYPE as set and unset; see the script)
+bench-search: build
+	./tools/bench/bench_search.sh $(BIN)
 
 ## chaos: fault-injection suites (processes on loopback; containers when docker works)
 chaos:

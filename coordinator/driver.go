@@ -23,6 +23,9 @@ type StepInfo struct {
 	GradNorm    float64
 	Tau         float64 // the model-wide threshold (NaN in reference mode)
 	Seconds     float64
+	// PeakRSS is each shard's peak resident set size in bytes, in shard
+	// order, as the shards reported it with the step (0: not reported).
+	PeakRSS []uint64
 }
 
 // Driver runs the search step loop over shards given in layer order.
@@ -216,6 +219,9 @@ func (d *Driver) step(ctx context.Context, k int, lr float64) error {
 	}
 	if d.OnStep != nil {
 		info := StepInfo{Step: k, Steps: d.Spec.Steps, LR: lr, Loss: loss, Tau: math.NaN(), Seconds: time.Since(start).Seconds()}
+		for _, r := range results {
+			info.PeakRSS = append(info.PeakRSS, r.PeakRSS)
+		}
 		if facts.GradNorm != nil {
 			info.GradNorm = *facts.GradNorm
 		}

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"math"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -16,6 +17,7 @@ type Metrics struct {
 	Step       prometheus.Gauge
 	Epoch      prometheus.Gauge
 	Leader     prometheus.Gauge
+	PeakRSS    *prometheus.GaugeVec
 	Recoveries prometheus.Counter
 }
 
@@ -30,11 +32,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		GradNorm:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "unipruning_search_grad_norm", Help: "Global gradient norm of the last step (before clipping)."}),
 		Step:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "unipruning_search_step", Help: "Last completed step."}),
 		Epoch:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "unipruning_coordinator_epoch", Help: "Current assignment epoch."}),
+		PeakRSS:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "unipruning_shard_peak_rss_bytes", Help: "Peak resident set size of each shard's process, as reported with the last step."}, []string{"shard"}),
 		Leader:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "unipruning_coordinator_leader", Help: "1 while this replica leads."}),
 		Recoveries: prometheus.NewCounter(prometheus.CounterOpts{Name: "unipruning_coordinator_recoveries_total", Help: "Attempts aborted and recovered (shard loss, errors)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Steps, m.StepSecs, m.Loss, m.Tau, m.GradNorm, m.Step, m.Epoch, m.Leader, m.Recoveries)
+		reg.MustRegister(m.Steps, m.StepSecs, m.Loss, m.Tau, m.GradNorm, m.Step, m.Epoch, m.Leader, m.Recoveries, m.PeakRSS)
 	}
 	return m
 }
@@ -48,4 +51,9 @@ func (m *Metrics) observe(s StepInfo) {
 		m.Tau.Set(s.Tau)
 	}
 	m.GradNorm.Set(s.GradNorm)
+	for i, b := range s.PeakRSS {
+		if b > 0 {
+			m.PeakRSS.WithLabelValues(strconv.Itoa(i)).Set(float64(b))
+		}
+	}
 }

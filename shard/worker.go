@@ -12,9 +12,11 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/unipruning/unipruning/eval"
 	"github.com/unipruning/unipruning/internal/seeded"
+	"github.com/unipruning/unipruning/internal/sysmem"
 	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
@@ -50,6 +52,8 @@ type Worker struct {
 	// holds GOMAXPROCS of them instead of one per target.
 	scores [][]float32
 	chunks *chunkRun
+	hist   [][]uint64 // per-goroutine threshold histograms
+	clock  phaseClock
 }
 
 // NewWorker loads the part's weights and initialises its state.
@@ -159,6 +163,7 @@ func (wk *Worker) Step(ctx context.Context, k int) (shardrpc.StepResult, error) 
 	if wk.spec.Chunk > 0 {
 		return wk.stepChunked(ctx, k, res)
 	}
+	t0 := time.Now()
 	h, err := wk.forward(ctx, k)
 	if err != nil {
 		return res, err
@@ -172,7 +177,9 @@ func (wk *Worker) Step(ctx context.Context, k int) (shardrpc.StepResult, error) 
 			return res, err
 		}
 	}
+	wk.clock.add(&wk.clock.p.Forward, t0)
 	if !train {
+		res.PeakRSS, _ = sysmem.PeakRSS()
 		return res, nil
 	}
 	if !wk.part.Head {
@@ -180,6 +187,8 @@ func (wk *Worker) Step(ctx context.Context, k int) (shardrpc.StepResult, error) 
 			return res, err
 		}
 	}
+	t0 = time.Now()
+	defer wk.clock.add(&wk.clock.p.Backward, t0)
 	wk.st.ZeroGrad()
 	dx, err := wk.st.Backward(dh)
 	if err != nil {
@@ -191,6 +200,7 @@ func (wk *Worker) Step(ctx context.Context, k int) (shardrpc.StepResult, error) 
 		}
 	}
 	res.GradSumSq = wk.gradSumSq()
+	res.PeakRSS, _ = sysmem.PeakRSS()
 	return res, nil
 }
 
@@ -234,6 +244,8 @@ func (wk *Worker) Update(ctx context.Context, k int, lr, clipCoef float64) error
 	for len(wk.scores) < workers {
 		wk.scores = append(wk.scores, nil)
 	}
+	start := time.Now()
+	defer func() { wk.clock.endUpdate(time.Since(start)) }()
 	return parallelW(len(wk.ts), workers, func(w, i int) error {
 		tg := wk.ts[i]
 		n := len(tg.lin.W)
@@ -253,9 +265,11 @@ func (wk *Worker) updateTarget(tg *target, scores []float32, k int, lr, clipCoef
 	if wk.spec.Metric.NeedsRNG() {
 		rng = seeded.New(wk.spec.Seed, seeded.Metric, uint64(k), uint64(tg.t.Layer), uint64(tg.t.Matrix))
 	}
+	t0 := time.Now()
 	if err := prune.Score(wk.spec.Metric, scores, tg.lin.W, out, in, tg.stats, rng); err != nil {
 		return err
 	}
+	t1 := time.Now()
 	if wk.spec.Trains() {
 		nn.AdamWClipped(tg.lin.W, tg.grad, tg.m, tg.v, lr, k, nn.SearchAdam, clipCoef)
 		if wk.spec.Lambda2 > 0 && in%4 == 0 {
@@ -264,7 +278,9 @@ func (wk *Worker) updateTarget(tg *target, scores []float32, k int, lr, clipCoef
 			}
 		}
 	}
+	t2 := time.Now()
 	tg.mir.AccumulateNormalized(scores, float32(wk.spec.Kappa))
+	wk.clock.addPar(t1.Sub(t0), t2.Sub(t1), time.Since(t2))
 	return nil
 }
 

@@ -62,6 +62,9 @@ type StepResult struct {
 	// the leader can sum layers in a fixed order whatever the sharding.
 	GradSumSq []float64 `json:"grad_sumsq,omitempty"`
 	From      int       `json:"from"`
+	// PeakRSS is the shard process's peak resident set size so far, in
+	// bytes (0 where the platform does not say).
+	PeakRSS uint64 `json:"peak_rss,omitempty"`
 }
 
 // Worker is the search state of one part of the model that a Server runs

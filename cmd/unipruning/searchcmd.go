@@ -31,6 +31,7 @@ type searchFlags struct {
 	json          bool
 	lrAuto        bool             // --lr auto: choose the rate by probes (lrauto.go)
 	lrTargets     []extract.Target // targets the probes are scored at (nil: defaultLRTargets)
+	dryRun        bool
 }
 
 func (f *searchFlags) register(cmd *cobra.Command) {
@@ -58,6 +59,7 @@ func (f *searchFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.resume, "resume", false, "continue an interrupted search in --out from its newest checkpoint (with no other flags: the run's own settings)")
 	fl.BoolVar(&f.force, "force", false, "start afresh, deleting an existing run directory")
 	fl.BoolVar(&f.json, "json", false, "print the Γ store manifest (gamma.json) on stdout as one JSON object")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "allocate nothing: print the memory the search would need, item by item and per shard (with --json: one JSON object), and exit")
 }
 
 func searchCmd() *cobra.Command {
@@ -149,6 +151,10 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 	if err != nil {
 		return nil, err
 	}
+	plan := shard.PlanMemory(ck.Config, spec, parts, 0)
+	if f.dryRun {
+		return nil, printMemoryPlan(plan, f.json)
+	}
 	if err := prepareRunDir(&f); err != nil {
 		return nil, err
 	}
@@ -169,7 +175,8 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 	}
 	shards, closeAll := localShards(parts, blobs)
 	defer closeAll()
-	refs, resumed, err := driveSearch(ctx, spec, shards, ledger)
+	var stepSeconds float64
+	refs, resumed, err := driveSearch(ctx, spec, shards, ledger, func(s coordinator.StepInfo) { stepSeconds += s.Seconds })
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +185,7 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 		return nil, err
 	}
 	man.Seconds = time.Since(start).Seconds()
+	man.Resources = localResources(shards, plan, stepSeconds)
 	if _, err := gammastore.Assemble(ctx, blobs, f.out, man, partRefs(refs, parts)); err != nil {
 		return nil, err
 	}
@@ -204,9 +212,10 @@ func localShards(parts []nn.Part, blobs shardrpc.BlobStore) ([]shardrpc.API, fun
 
 // driveSearch runs the step loop with a progress bar and returns the Γ
 // parts and the step the run resumed from.
-func driveSearch(ctx context.Context, spec job.Spec, shards []shardrpc.API, ledger coordinator.Ledger) ([]job.Ref, int, error) {
+func driveSearch(ctx context.Context, spec job.Spec, shards []shardrpc.API, ledger coordinator.Ledger, onStep func(coordinator.StepInfo)) ([]job.Ref, int, error) {
 	bar := newProgress(spec.Steps, "search "+spec.Mode)
-	d := &coordinator.Driver{Spec: spec, Shards: shards, Ledger: ledger, OnStep: stepPrinter(bar)}
+	show := stepPrinter(bar)
+	d := &coordinator.Driver{Spec: spec, Shards: shards, Ledger: ledger, OnStep: func(s coordinator.StepInfo) { onStep(s); show(s) }}
 	refs, err := d.Run(ctx)
 	bar.Done()
 	if err != nil {

@@ -63,6 +63,16 @@ type Manifest struct {
 	Resumed     int                `json:"resumed_from,omitempty"`
 	Seconds     float64            `json:"seconds"`
 	Machine     provenance.Machine `json:"machine"`
+	Resources   *Resources         `json:"resources,omitempty"`
+}
+
+// Resources is what a search cost, where the command that ran it knows:
+// seconds per step by phase, each shard's peak RSS and what the memory
+// plan predicted for it. It describes the run, not Γ.
+type Resources struct {
+	PhaseSeconds map[string]float64 `json:"phase_seconds_per_step,omitempty"`
+	PeakRSS      []uint64           `json:"peak_rss_bytes,omitempty"`
+	PlannedBytes []int64            `json:"planned_bytes,omitempty"`
 }
 
 // Fingerprint identifies a model's target weights cheaply: sha256 over the
