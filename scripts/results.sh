@@ -10,12 +10,12 @@
 # Protocol: calibration = 128 windows of 256 tokens from
 # TinyStories-train-head-944K.txt (lines sampler, seed S); evaluation =
 # TinyStories-validation-head-794K.txt, lines protocol, seqlen 256, windows
-# $WINDOWS (default 300: — the first 300 windows were the proxy of the old
+# $WINDOWS (default 300:500 — the first 300 windows were the proxy of the old
 # hand sweep, docs/sweep.md; --lr auto tunes on calibration windows only).
 # Every step skips what is already on disk, so an interrupted run resumes.
 #
 # Environment: BIN, DATA, OUT, DOC, SEEDS ("0 1 2"), SWEEP_SEEDS (as SEEDS),
-# WINDOWS ("300:"), STEPS (128; smaller only for a smoke test of this script).
+# WINDOWS ("300:500"; "300:" for all windows after the first 300), STEPS (128; smaller only for a smoke test of this script).
 set -euo pipefail
 BIN=${BIN:-bin/unipruning}
 DATA=${DATA:-../shared/data}
@@ -24,7 +24,7 @@ DOC=${DOC:-docs/results.md}
 IMG=${IMG:-docs/img}
 read -r -a SEEDS <<< "${SEEDS:-0 1 2}"
 read -r -a SWEEP_SEEDS <<< "${SWEEP_SEEDS:-${SEEDS[*]}}"
-WINDOWS=${WINDOWS:-300:}
+WINDOWS=${WINDOWS:-300:500}
 STEPS=${STEPS:-128} # search steps = calibration windows (the baselines' nsamples too)
 M=(--model "$DATA/models/stories260K/stories260K.bin" --tokenizer "$DATA/models/stories260K/tok512.bin")
 CAL=(--calib "$DATA/text/tinystories/TinyStories-train-head-944K.txt" --calib-format lines --seqlen 256)
