@@ -15,7 +15,9 @@
 # Every step skips what is already on disk, so an interrupted run resumes.
 #
 # Environment: BIN, DATA, OUT, DOC, SEEDS ("0 1 2"), SWEEP_SEEDS (as SEEDS),
-# WINDOWS ("300:500"; "300:" for all windows after the first 300), STEPS (128; smaller only for a smoke test of this script).
+# WINDOWS ("300:500"; "300:" for all windows after the first 300), STEPS (128; smaller only for a smoke test of this script),
+# PHASES ("table sweep report": the per-seed outputs, the fixed-rate sweep,
+# the generated blocks; phases of different seeds may run in parallel).
 set -euo pipefail
 BIN=${BIN:-bin/unipruning}
 DATA=${DATA:-../shared/data}
@@ -25,6 +27,8 @@ IMG=${IMG:-docs/img}
 read -r -a SEEDS <<< "${SEEDS:-0 1 2}"
 read -r -a SWEEP_SEEDS <<< "${SWEEP_SEEDS:-${SEEDS[*]}}"
 WINDOWS=${WINDOWS:-300:500}
+read -r -a PHASES <<< "${PHASES:-table sweep report}"
+phase() { [[ " ${PHASES[*]} " == *" $1 "* ]]; }
 STEPS=${STEPS:-128} # search steps = calibration windows (the baselines' nsamples too)
 M=(--model "$DATA/models/stories260K/stories260K.bin" --tokenizer "$DATA/models/stories260K/tok512.bin")
 CAL=(--calib "$DATA/text/tinystories/TinyStories-train-head-944K.txt" --calib-format lines --seqlen 256)
@@ -39,7 +43,7 @@ list() { local IFS=,; echo "$*"; }
 ppl() { jq -r '[.evals[] | select(.model == "pruned") | .ppl][0]' "$1/report.json"; }
 spars=$(list "${SPARSITIES[@]}"); pats=$(list "${PATTERNS[@]}")
 first=1
-for seed in "${SEEDS[@]}"; do
+phase table && for seed in "${SEEDS[@]}"; do
 	T="$OUT/seed-$seed/table"
 	mkdir -p "$T"
 	for m in "${BASELINES[@]}"; do
@@ -69,7 +73,7 @@ for seed in "${SEEDS[@]}"; do
 done
 # The fixed-rate sweep for the --lr auto check: the same search at each rate
 # of the probe grid, masks at 60%, 70%, 2:4, evaluated on the same windows.
-for seed in "${SWEEP_SEEDS[@]}"; do
+phase sweep && for seed in "${SWEEP_SEEDS[@]}"; do
 	for lr in "${LRS[@]}"; do
 		run="$OUT/sweep/seed-$seed/runs/lr-$lr"
 		if [ ! -f "$run/gamma.json" ]; then
@@ -80,6 +84,7 @@ for seed in "${SWEEP_SEEDS[@]}"; do
 		[ -d "$dest" ] || "$BIN" extract --run "$run" --sparsity 0.6,0.7 --pattern 2:4 "${EV[@]}" --eval-skip-dense --out "$dest" >/dev/null
 	done
 done
+phase report || exit 0
 {
 	echo "| seed | target | best fixed lr (ppl) | --lr auto: lr (ppl) | auto vs best | within 5%? |"
 	echo "|---|---|---|---|---:|---|"
