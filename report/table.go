@@ -367,7 +367,8 @@ func (r *Results) WriteMarkdown(w io.Writer, order []string, title string) {
 // beats every row of against in each column — strictly lower perplexity
 // than the best of them in that same run — and by how much at the worst
 // run (its perplexity over the best baseline's, minus one: negative is a
-// win). A run where a row lacks the cell does not count.
+// win). A run counts only when the label and every row of against have
+// the cell in it.
 func (r *Results) WriteWins(w io.Writer, labels, against []string) {
 	cols := r.Targets()
 	runs := max(1, r.Roots)
@@ -384,9 +385,14 @@ func (r *Results) WriteWins(w io.Writer, labels, against []string) {
 				mine := r.runPPL(l, c, i)
 				best := math.Inf(1)
 				for _, a := range against {
-					best = min(best, r.runPPL(a, c, i))
+					v := r.runPPL(a, c, i)
+					if math.IsNaN(v) { // a run counts only with every row present
+						best = math.NaN()
+						break
+					}
+					best = min(best, v)
 				}
-				if math.IsNaN(mine) || math.IsInf(best, 1) || math.IsNaN(best) {
+				if math.IsNaN(mine) || math.IsNaN(best) || math.IsInf(best, 1) {
 					continue
 				}
 				counted++
