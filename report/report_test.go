@@ -201,6 +201,16 @@ func TestTableSeedsAndAchievedSparsity(t *testing.T) {
 			t.Fatalf("table lacks %q:\n%s", want, s)
 		}
 	}
+	var wins bytes.Buffer
+	r.WriteWins(&wins, []string{"x"}, []string{"y"})
+	if !strings.Contains(wins.String(), "| x | yes 2/2 (worst -40.0%) | – |") {
+		t.Fatalf("wins:\n%s", wins.String())
+	}
+	wins.Reset()
+	r.WriteWins(&wins, []string{"y"}, []string{"x"})
+	if !strings.Contains(wins.String(), "| y | **no** 0/2 (worst +100.0%) | – |") {
+		t.Fatalf("wins:\n%s", wins.String())
+	}
 	if v, ok := LabelSparsity("pattern-4of8"); !ok || v != 0.5 {
 		t.Fatalf("LabelSparsity(4:8) = %v %v", v, ok)
 	}

@@ -18,9 +18,9 @@ type Cell struct {
 	PPL    float64
 	Report *Report
 	Path   string
-	// PPLs holds one perplexity per root that has this cell, in root
-	// order, when several roots were collected (CollectAll); PPL is then
-	// their mean.
+	// PPLs holds one perplexity per root, in root order (NaN where a
+	// root lacks the cell), when several roots were collected
+	// (CollectAll); PPL is then the mean of the present ones.
 	PPLs []float64
 }
 
@@ -96,7 +96,7 @@ func CollectAll(roots []string) (*Results, error) {
 		return nil, fmt.Errorf("no root directory given")
 	}
 	all := &Results{Cells: map[string]map[string]Cell{}, Roots: len(roots)}
-	for _, root := range roots {
+	for i, root := range roots {
 		r, err := Collect(root)
 		if r != nil {
 			all.Skipped = append(all.Skipped, r.Skipped...)
@@ -115,8 +115,12 @@ func CollectAll(roots []string) (*Results, error) {
 				m := all.Cells[label][t]
 				if m.Report == nil {
 					m = c
+					m.PPLs = make([]float64, len(roots))
+					for j := range m.PPLs {
+						m.PPLs[j] = math.NaN()
+					}
 				}
-				m.PPLs = append(m.PPLs, c.PPL)
+				m.PPLs[i] = c.PPL
 				all.Cells[label][t] = m
 			}
 		}
@@ -130,7 +134,19 @@ func CollectAll(roots []string) (*Results, error) {
 	return all, nil
 }
 
+// present drops the NaNs (roots without the cell).
+func present(xs []float64) []float64 {
+	var out []float64
+	for _, x := range xs {
+		if !math.IsNaN(x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 func mean(xs []float64) float64 {
+	xs = present(xs)
 	var s float64
 	for _, x := range xs {
 		s += x
@@ -138,8 +154,10 @@ func mean(xs []float64) float64 {
 	return s / float64(len(xs))
 }
 
-// stddev is the sample standard deviation (n−1), 0 for fewer than two.
+// stddev is the sample standard deviation (n−1) of the present values, 0
+// for fewer than two.
 func stddev(xs []float64) float64 {
+	xs = present(xs)
 	if len(xs) < 2 {
 		return 0
 	}
@@ -318,11 +336,11 @@ func (r *Results) WriteMarkdown(w io.Writer, order []string, title string) {
 			if cell.PPL == best[c] {
 				v = "**" + v + "**"
 			}
-			if len(cell.PPLs) > 1 {
+			if n := len(present(cell.PPLs)); n > 1 || (r.Roots > 1 && n == 1) {
 				v += fmt.Sprintf(" ± %.3f", stddev(cell.PPLs))
 			}
-			if r.Roots > 1 && len(cell.PPLs) < r.Roots {
-				v += fmt.Sprintf(" (%d of %d runs)", len(cell.PPLs), r.Roots)
+			if n := len(present(cell.PPLs)); r.Roots > 1 && n < r.Roots {
+				v += fmt.Sprintf(" (%d of %d runs)", n, r.Roots)
 			}
 			if a, ok := achieved(cell.Report); ok {
 				mark := ""
@@ -343,6 +361,75 @@ func (r *Results) WriteMarkdown(w io.Writer, order []string, title string) {
 		fmt.Fprintf(w, " † below the column's label: matrices whose input width is not a multiple of M stay dense under N:M (each report lists them).")
 	}
 	fmt.Fprintln(w)
+}
+
+// WriteWins writes, for each label of labels, in how many runs (roots) it
+// beats every row of against in each column — strictly lower perplexity
+// than the best of them in that same run — and by how much at the worst
+// run (its perplexity over the best baseline's, minus one: negative is a
+// win). A run counts only when the label and every row of against have
+// the cell in it.
+func (r *Results) WriteWins(w io.Writer, labels, against []string) {
+	cols := r.Targets()
+	runs := max(1, r.Roots)
+	fmt.Fprintf(w, "| beats %s in every run? |", strings.Join(against, ", "))
+	for _, c := range cols {
+		fmt.Fprintf(w, " %s |", ColumnName(c))
+	}
+	fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---:|", len(cols)))
+	for _, l := range labels {
+		fmt.Fprintf(w, "| %s |", l)
+		for _, c := range cols {
+			wins, counted, worst := 0, 0, math.Inf(-1)
+			for i := range runs {
+				mine := r.runPPL(l, c, i)
+				best := math.Inf(1)
+				for _, a := range against {
+					v := r.runPPL(a, c, i)
+					if math.IsNaN(v) { // a run counts only with every row present
+						best = math.NaN()
+						break
+					}
+					best = min(best, v)
+				}
+				if math.IsNaN(mine) || math.IsNaN(best) || math.IsInf(best, 1) {
+					continue
+				}
+				counted++
+				if mine < best {
+					wins++
+				}
+				worst = max(worst, mine/best-1)
+			}
+			if counted == 0 {
+				fmt.Fprintf(w, " – |")
+				continue
+			}
+			mark := "yes"
+			if wins < counted {
+				mark = "**no**"
+			}
+			fmt.Fprintf(w, " %s %d/%d (worst %+.1f%%) |", mark, wins, counted, 100*worst)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// runPPL is a cell's perplexity in run i (NaN when absent).
+func (r *Results) runPPL(label, target string, i int) float64 {
+	c, ok := r.Cells[label][target]
+	switch {
+	case !ok:
+		return math.NaN()
+	case c.PPLs == nil:
+		if i == 0 {
+			return c.PPL
+		}
+		return math.NaN()
+	case i < len(c.PPLs):
+		return c.PPLs[i]
+	}
+	return math.NaN()
 }
 
 // achieved is the total sparsity a report achieved, when it counts weights.

@@ -45,6 +45,10 @@ matrices pruned, and its outputs recomputed with the pruned weights for the next
   ria        relative importance × ‖X_j‖^0.5, per matrix
   sparsegpt  OBS reconstruction (Hessian 2XᵀX/n, damp 0.01, 128-column blocks; weights change)
 
+Every method prunes exactly round(numel·p) weights of each matrix, so they compare fairly:
+per-row ranking (wanda, --by-row) spreads the matrix's count over the rows, the remainder one
+each to the first rows (largest remainder, ties to the lower row).
+
 The output directory holds the pruned model in the input's layout and file names (zeros
 where pruned), masks.safetensors and report.json; it is written to a temporary directory
 and renamed at the end, so a failed run leaves nothing behind.`,

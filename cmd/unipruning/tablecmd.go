@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 
@@ -12,7 +13,7 @@ import (
 func tableCmd() *cobra.Command {
 	var roots []string
 	var md, pngDir, title string
-	var order []string
+	var order, wins, against []string
 	cmd := &cobra.Command{
 		Use:   "table",
 		Short: "Summarise output directories (every report.json under --root) as a perplexity table and charts",
@@ -50,6 +51,13 @@ per calibration seed) merge into one table of mean ± sample standard deviation.
 				w = f
 			}
 			res.WriteMarkdown(w, order, title)
+			if len(wins) > 0 {
+				if len(against) == 0 {
+					return missingFlag("against", "--wins compares with the rows named by --against")
+				}
+				fmt.Fprintln(w)
+				res.WriteWins(w, wins, against)
+			}
 			if pngDir != "" {
 				return res.DrawCharts(pngDir, order)
 			}
@@ -61,6 +69,8 @@ per calibration seed) merge into one table of mean ± sample standard deviation.
 	fl.StringVar(&md, "md", "", "write the markdown table here (default: stdout)")
 	fl.StringVar(&pngDir, "png", "", "write PNG charts into this directory (default: none)")
 	fl.StringVar(&title, "title", "", "a heading line above the table (default: none)")
+	fl.StringSliceVar(&wins, "wins", nil, "also tabulate, for these rows, in how many runs (roots) each beats every --against row per column, and the worst margin (default: none)")
+	fl.StringSliceVar(&against, "against", nil, "the rows --wins compares with, e.g. magnitude,wanda,ria,sparsegpt (default: none)")
 	fl.StringSliceVar(&order, "order", nil, "row order of labels; others follow alphabetically (default: alphabetical)")
 	markRequired(cmd, "root")
 	return cmd
