@@ -23,6 +23,7 @@
 #                      the synthetic model is made once and reused)
 #   --bin PATH         unipruning binary (default: build it with -tags openblas)
 #   --out FILE         also write the table as TSV to FILE
+#   --no-local         skip the one-process baseline (its column reads n/a)
 #
 # The table: shards, chunk, mean step seconds (steps 2..K), speedup against
 # the 1-shard cluster run of the same chunk size, and the one-process
@@ -38,6 +39,7 @@ STEPS=4
 WORKDIR=/tmp/unipruning-bench-pipeline
 BIN=""
 OUTFILE=""
+LOCAL=1
 
 die() { echo "bench-pipeline: $*" >&2; exit 2; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
@@ -50,6 +52,7 @@ while [ $# -gt 0 ]; do
 	--workdir) WORKDIR=$2; shift ;;
 	--bin) BIN=$2; shift ;;
 	--out) OUTFILE=$2; shift ;;
+	--no-local) LOCAL=0 ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown option $1 (see --help)" ;;
 	esac
@@ -164,7 +167,8 @@ printf 'machine: %s cores, %s; load average %s\n' "$NCPU" "$(uname -m)" "$(cut -
 ROWS=()
 for c in $CHUNKS; do
 	base=""
-	one=$(local_search "$c")
+	one=n/a
+	[ $LOCAL = 0 ] || one=$(local_search "$c")
 	for s in $SHARDS; do
 		t=$(cluster "$s" "$c")
 		[ -n "$base" ] || base=$t
