@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/unipruning/unipruning/consensus"
 	"github.com/unipruning/unipruning/job"
 )
 
@@ -89,5 +92,56 @@ func TestResumeRefusesDifferentFlags(t *testing.T) {
 	var none job.Spec
 	if _, err := runSearch(context.Background(), searchFlags{spec: none, out: out, shards: 2, resume: true, changed: func(string) bool { return false }}); err != nil {
 		t.Fatalf("resume with no spec flags: %v", err)
+	}
+}
+
+// TestRunResumeRetriesFailedJob: `run --resume` of a run whose job failed
+// (terminal in its Raft log) is the user's retry: it reopens the job and
+// finishes it instead of reporting the old failure again.
+func TestRunResumeRetriesFailedJob(t *testing.T) {
+	spec := smallSpec(t, job.ModeGlobal)
+	spec.Steps, spec.CheckpointEvery = 4, 2
+	spec, err := resolveSpec(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "search")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJSONFile(filepath.Join(out, "spec.json"), spec); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	node, err := consensus.Open(consensus.Config{NodeID: "c1", BindAddr: "127.0.0.1:0", DataDir: filepath.Join(out, "raft"), Bootstrap: true, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	jb := job.Job{ID: "run-" + spec.Hash()[:12], Spec: spec, Shards: 1}
+	b, _ := json.Marshal(jb)
+	for _, c := range []func() (consensus.Command, error){
+		func() (consensus.Command, error) {
+			return consensus.NewSubmitJob("submit/"+jb.ID, consensus.JobSpec{ID: jb.ID, Version: 1, Spec: b})
+		},
+		func() (consensus.Command, error) { return consensus.NewFailed("f", "injected: disk full", "transient") },
+	} {
+		cmd, err := c()
+		if err == nil {
+			_, err = node.Apply(ctx, cmd)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	node.Shutdown()
+	if err := runEmbeddedCluster(ctx, searchFlags{out: out, shards: 1, resume: true, changed: func(string) bool { return false }}); err != nil {
+		t.Fatalf("run --resume of a failed run: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "gamma.json")); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -221,6 +221,11 @@ func embeddedSearch(ctx context.Context, sf searchFlags, spec job.Spec) error {
 		return err
 	}
 	defer node.Shutdown()
+	if sf.resume {
+		if err := reopenFailed(ctx, node); err != nil {
+			return err
+		}
+	}
 	stopShards, err := startShards(ctx, nf, sf.shards, log)
 	if err != nil {
 		return err
@@ -233,6 +238,28 @@ func embeddedSearch(ctx context.Context, sf searchFlags, spec job.Spec) error {
 		Linger: time.Millisecond}) // one replica: nothing to wait for
 	err = n.Run(ctx)
 	bar.Done()
+	return err
+}
+
+// reopenFailed: --resume of a run whose job failed is the user's retry
+// (a failed job is otherwise final in Raft).
+func reopenFailed(ctx context.Context, node *consensus.Node) error {
+	if err := node.WaitLeader(ctx); err != nil {
+		return err
+	}
+	if err := node.Barrier(ctx); err != nil {
+		return err
+	}
+	st := node.State()
+	if st.Status != consensus.StatusFailed || st.Job == nil {
+		return nil
+	}
+	logf("the run's job had failed (%s): %s; --resume retries it", st.FailClass, st.Error)
+	cmd, err := consensus.NewRetryJob(consensus.NewID(), st.Job.ID, "--resume")
+	if err != nil {
+		return err
+	}
+	_, err = node.Apply(ctx, cmd)
 	return err
 }
 
