@@ -464,11 +464,11 @@ func (c *cluster) peers() string {
 
 // startCoordinator starts (or restarts, with its Raft directory) replica
 // c<i>, i in 1..3.
-func (c *cluster) startCoordinator(i int) {
+func (c *cluster) startCoordinator(i int, extra ...string) {
 	id := fmt.Sprintf("c%d", i)
-	c.start(id, "coordinator", "--insecure", "--id", id, "--raft-bind", c.raft[i-1], "--raft-dir", filepath.Join(c.dir, "raft", id),
+	c.start(id, append([]string{"coordinator", "--insecure", "--id", id, "--raft-bind", c.raft[i-1], "--raft-dir", filepath.Join(c.dir, "raft", id),
 		"--peers", c.peers(), "--bootstrap", "--job", c.jobFile, "--out", c.out,
-		"--nats", c.natsURL, "--cluster", "chaos", "--heartbeat-timeout", c.hb.String())
+		"--nats", c.natsURL, "--cluster", "chaos", "--heartbeat-timeout", c.hb.String()}, extra...)...)
 }
 
 func (c *cluster) startShard(id string, extra ...string) {

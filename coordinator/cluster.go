@@ -254,7 +254,9 @@ func (n *Node) lead(ctx context.Context) error {
 		}
 		return err
 	}
-	if n.cfg.Check != nil {
+	// Inputs are checked when the job is submitted or reopened by a retry,
+	// not again by every new leader of a running job.
+	if st := n.cfg.Raft.State(); n.cfg.Check != nil && (st.Status == consensus.StatusSubmitted || st.Assignment.Epoch == 0) {
 		if err := n.cfg.Check(j); err != nil {
 			n.fail(ctx, "invalid job: "+err.Error(), job.InvalidInput)
 			return nil

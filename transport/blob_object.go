@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -12,6 +14,9 @@ import (
 // key. It needs a server with JetStream enabled.
 type ObjectBlobStore struct {
 	bucket string
+	js     jetstream.JetStream
+	cfg    jetstream.ObjectStoreConfig
+	mu     sync.Mutex
 	store  jetstream.ObjectStore
 }
 
@@ -34,22 +39,54 @@ func NewObjectBlobStoreReplicas(ctx context.Context, conn *Conn, bucket string, 
 	if err != nil {
 		return nil, fmt.Errorf("transport: jetstream: %w", err)
 	}
-	store, err := js.ObjectStore(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		store, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket:      bucket,
-			Description: "unipruning checkpoint blobs (content-addressed by sha256)",
-			Storage:     jetstream.FileStorage,
-			Replicas:    max(1, replicas),
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) { // another process won the race
-			store, err = js.ObjectStore(ctx, bucket)
-		}
-	}
-	if err != nil {
+	s := &ObjectBlobStore{bucket: bucket, js: js, cfg: jetstream.ObjectStoreConfig{
+		Bucket:      bucket,
+		Description: "unipruning checkpoint blobs (content-addressed by sha256)",
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(1, replicas),
+	}}
+	if s.store, err = s.bind(ctx); err != nil {
 		return nil, fmt.Errorf("transport: object store bucket %s (is JetStream enabled on the server?): %w", bucket, err)
 	}
-	return &ObjectBlobStore{bucket: bucket, store: store}, nil
+	return s, nil
+}
+
+// bind opens the bucket, creating it if it does not exist.
+func (s *ObjectBlobStore) bind(ctx context.Context) (jetstream.ObjectStore, error) {
+	store, err := s.js.ObjectStore(ctx, s.bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		store, err = s.js.CreateObjectStore(ctx, s.cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) { // another process won the race
+			store, err = s.js.ObjectStore(ctx, s.bucket)
+		}
+	}
+	return store, err
+}
+
+func (s *ObjectBlobStore) current() jetstream.ObjectStore {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.store
+}
+
+// rebind re-creates a bucket that vanished (a NATS server restarted
+// without its store): new checkpoints can be written again, while the
+// lost ones stay lost (recovery falls back past them).
+func (s *ObjectBlobStore) rebind(ctx context.Context) error {
+	store, err := s.bind(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.store = store
+	s.mu.Unlock()
+	return nil
+}
+
+// gone reports errors that mean the bucket's stream no longer exists.
+func gone(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
 }
 
 func (s *ObjectBlobStore) where() string { return "object store bucket " + s.bucket }
@@ -59,7 +96,11 @@ func (s *ObjectBlobStore) Put(ctx context.Context, data []byte) (string, error) 
 	if ok, err := s.Has(ctx, key); err == nil && ok {
 		return key, nil
 	}
-	if _, err := s.store.PutBytes(ctx, key, data); err != nil {
+	_, err := s.current().PutBytes(ctx, key, data)
+	if err != nil && gone(err) && s.rebind(ctx) == nil {
+		_, err = s.current().PutBytes(ctx, key, data)
+	}
+	if err != nil {
 		return "", fmt.Errorf("transport: blob put %s into %s: %w", key, s.where(), err)
 	}
 	return key, nil
@@ -69,7 +110,10 @@ func (s *ObjectBlobStore) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := validateKey(key); err != nil {
 		return nil, err
 	}
-	data, err := s.store.GetBytes(ctx, key)
+	data, err := s.current().GetBytes(ctx, key)
+	if err != nil && gone(err) && s.rebind(ctx) == nil {
+		data, err = s.current().GetBytes(ctx, key) // a re-created bucket is empty
+	}
 	switch {
 	case errors.Is(err, jetstream.ErrObjectNotFound):
 		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, key, s.where())
@@ -89,7 +133,7 @@ func (s *ObjectBlobStore) Has(ctx context.Context, key string) (bool, error) {
 	if err := validateKey(key); err != nil {
 		return false, err
 	}
-	_, err := s.store.GetInfo(ctx, key)
+	_, err := s.current().GetInfo(ctx, key)
 	switch {
 	case err == nil:
 		return true, nil
@@ -103,7 +147,7 @@ func (s *ObjectBlobStore) Delete(ctx context.Context, key string) error {
 	if err := validateKey(key); err != nil {
 		return err
 	}
-	if err := s.store.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+	if err := s.current().Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return fmt.Errorf("transport: blob delete %s from %s: %w", key, s.where(), err)
 	}
 	return nil

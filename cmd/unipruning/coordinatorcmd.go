@@ -25,6 +25,7 @@ type coordFlags struct {
 	job, out, metrics               string
 	tlsCert, tlsKey, tlsCA          string
 	hbTimeout, raftHB, raftElection time.Duration
+	shardWait                       time.Duration
 	stay                            bool
 }
 
@@ -62,7 +63,8 @@ The leader that finishes writes the Γ store into --out.`,
 	fl.DurationVar(&f.hbTimeout, "heartbeat-timeout", 2*time.Second, "a shard silent this long is declared lost")
 	fl.DurationVar(&f.raftHB, "raft-heartbeat-timeout", 0, "Raft follower heartbeat timeout (0: the library default, 1s)")
 	fl.DurationVar(&f.raftElection, "raft-election-timeout", 0, "Raft election timeout (0: the library default, 1s)")
-	fl.BoolVar(&f.stay, "stay-after-done", false, "keep running and answering status after the job ends (e.g. under a StatefulSet)")
+	fl.BoolVar(&f.stay, "stay-after-done", false, "keep running and answering status after the job ends (e.g. under a StatefulSet); needed for 'unipruning retry' of a failed job")
+	fl.DurationVar(&f.shardWait, "shard-wait", 2*time.Minute, "an attempt that finds too few live shards this long fails (transiently: retried with backoff, then the job fails)")
 	markRequired(cmd, "id", "raft-dir", "out")
 	return cmd
 }
@@ -147,13 +149,14 @@ func runCoordinator(f coordFlags) error {
 	reg := prometheus.NewRegistry()
 	serveMetrics(f.metrics, reg, log)
 	n := coordinator.NewNode(coordinator.NodeConfig{ID: f.id, Raft: node, Conn: conn, Subj: subj,
-		Job: jb, Finish: gammaWriter(f.out, blobs), HeartbeatTimeout: f.hbTimeout, Log: log, StayAfterDone: f.stay,
+		Job: jb, Check: checkJob, ShardWait: f.shardWait, Finish: gammaWriter(f.out, blobs), HeartbeatTimeout: f.hbTimeout, Log: log, StayAfterDone: f.stay,
 		Metrics: coordinator.NewMetrics(reg),
 		OnStep: func(s coordinator.StepInfo) {
 			log.Info("step", "k", s.Step, "of", s.Steps, "loss", fmt.Sprintf("%.4f", s.Loss), "tau", s.Tau, "seconds", fmt.Sprintf("%.3f", s.Seconds))
 		}})
 	if err := n.Run(ctx); err != nil && ctx.Err() == nil {
-		return err
+		log.Error("coordinator done", "status", node.State().Status, "err", err)
+		return err // a failed job: exit status 2 for invalid input, else 1
 	}
 	log.Info("coordinator done", "status", node.State().Status)
 	return nil

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -10,6 +12,9 @@ import (
 	"github.com/unipruning/unipruning/prune/gammastore"
 	"github.com/unipruning/unipruning/transport"
 )
+
+// fetchTimeout bounds a whole fetch (status query and every blob).
+const fetchTimeout = 30 * time.Minute
 
 func fetchCmd() *cobra.Command {
 	var nf natsFlags
@@ -27,6 +32,8 @@ the parts, each checked against its sha256) into --out, ready for 'unipruning ex
 			ctx, cancel := signalContext()
 			defer cancel()
 			nf.role = transport.RoleClient
+			ctx, stop := context.WithTimeout(ctx, fetchTimeout) // no transfer waits forever
+			defer stop()
 			conn, subj, err := nf.connect("fetch", newLogger())
 			if err != nil {
 				return err
@@ -38,6 +45,9 @@ the parts, each checked against its sha256) into --out, ready for 'unipruning ex
 			}
 			key := st.Results["gamma_manifest"]
 			if key == "" {
+				if st.State == "failed" {
+					return fmt.Errorf("job %s failed (%s): %s; it has no Γ store", st.Job, st.Class, st.Error)
+				}
 				return fmt.Errorf("job %s is %q and has no Γ store yet", st.Job, st.State)
 			}
 			blobs, err := nf.blobStore(ctx, conn)

@@ -8,12 +8,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/unipruning/unipruning/coordinator"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/nn"
 )
 
@@ -25,7 +28,10 @@ const (
 
 const exitStatusHelp = `
 Exit status: 0 on success, 1 when the work failed, 2 on an invalid command line
-(unknown command or flag, a bad or missing flag value). The reason is on stderr.
+(unknown command or flag, a bad or missing flag value) or invalid input (a model,
+calibration file or job that is missing, does not parse, or does not fit, e.g.
+seqlen over the model's context; a cluster job that failed for such a reason).
+The reason is on stderr.
 `
 
 func main() {
@@ -37,7 +43,11 @@ func main() {
 
 // exitCode is the process status for an error returned by a command.
 func exitCode(err error) int {
-	if isUsage(err) {
+	var jf *coordinator.JobFailedError
+	switch {
+	case isUsage(err), job.ClassOf(err) == job.InvalidInput:
+		return exitUsage
+	case errors.As(err, &jf) && jf.Class == job.InvalidInput.String():
 		return exitUsage
 	}
 	return exitFailed
@@ -69,7 +79,7 @@ on stdout.`,
 		return nil
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(evalCmd(), generateCmd(), tokenizeCmd(), pruneCmd(), searchCmd(), extractCmd(), runCmd(), tableCmd(), synthCmd(), convertCmd(), coordinatorCmd(), shardCmd(), natsCmd(), statusCmd(), fetchCmd(), credsCmd())
+	root.AddCommand(evalCmd(), generateCmd(), tokenizeCmd(), pruneCmd(), searchCmd(), extractCmd(), runCmd(), tableCmd(), synthCmd(), convertCmd(), coordinatorCmd(), shardCmd(), natsCmd(), statusCmd(), fetchCmd(), credsCmd(), retryCmd())
 	documentDefaults(root)
 	root.SetUsageTemplate(root.UsageTemplate() + exitStatusHelp)
 	return root

@@ -52,6 +52,7 @@ every report.json.`,
       --eval-text wiki.test.raw --shards 2 --sparsity 0.5,0.6 --pattern 2:4 --out out/llama7b`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.lrSet = cmd.Flags().Changed("lr")
+			f.search.changed = cmd.Flags().Changed
 			_, err := runAll(cmd.Context(), &f)
 			return err
 		},
@@ -182,9 +183,15 @@ func runAll(ctx context.Context, f *runFlags) ([]*report.Report, error) {
 // single-node Raft coordinator and in-process shard servers — the cluster
 // code, wired in one process.
 func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
-	spec, err := resolveSpec(sf.spec)
+	spec, err := searchSpec(sf)
 	if err != nil {
 		return err
+	}
+	if spec, err = resolveSpec(spec); err != nil {
+		return err
+	}
+	if err := checkInputs(spec); err != nil {
+		return err // before any run directory exists
 	}
 	spec, choice, err := applyLRAuto(ctx, &sf, spec)
 	if err != nil {
@@ -193,9 +200,20 @@ func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
 	if err := prepareRunDir(&sf); err != nil {
 		return err
 	}
-	if err := writeLRChoice(sf.out, choice); err != nil {
-		return err
+	if err = writeLRChoice(sf.out, choice); err == nil {
+		err = embeddedSearch(ctx, sf, spec)
 	}
+	if err != nil && !sf.resume && ctx.Err() == nil {
+		if rerr := os.RemoveAll(sf.out); rerr == nil {
+			logf("search failed; removed its run directory %s", sf.out)
+		}
+	}
+	return err
+}
+
+// embeddedSearch runs the cluster code in this process on a prepared run
+// directory.
+func embeddedSearch(ctx context.Context, sf searchFlags, spec job.Spec) error {
 	log := newLogger()
 	srv, err := transport.StartServer(transport.ServerConfig{Port: -1})
 	if err != nil {
@@ -213,18 +231,45 @@ func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
 		return err
 	}
 	defer node.Shutdown()
+	if sf.resume {
+		if err := reopenFailed(ctx, node); err != nil {
+			return err
+		}
+	}
 	stopShards, err := startShards(ctx, nf, sf.shards, log)
 	if err != nil {
 		return err
 	}
 	defer stopShards()
 	bar := newProgress(spec.Steps, "search "+spec.Mode)
-	job := &job.Job{ID: "run-" + spec.Hash()[:12], Spec: spec, Shards: sf.shards}
+	jb := &job.Job{ID: "run-" + spec.Hash()[:12], Spec: spec, Shards: sf.shards}
 	n := coordinator.NewNode(coordinator.NodeConfig{ID: "c1", Raft: node, Conn: conn, Subj: subj,
-		Job: job, Finish: gammaWriter(sf.out, blobs), Log: quietLogger(), OnStep: stepPrinter(bar),
+		Job: jb, Check: checkJob, Finish: gammaWriter(sf.out, blobs), Log: quietLogger(), OnStep: stepPrinter(bar),
 		Linger: time.Millisecond}) // one replica: nothing to wait for
 	err = n.Run(ctx)
 	bar.Done()
+	return err
+}
+
+// reopenFailed: --resume of a run whose job failed is the user's retry
+// (a failed job is otherwise final in Raft).
+func reopenFailed(ctx context.Context, node *consensus.Node) error {
+	if err := node.WaitLeader(ctx); err != nil {
+		return err
+	}
+	if err := node.Barrier(ctx); err != nil {
+		return err
+	}
+	st := node.State()
+	if st.Status != consensus.StatusFailed || st.Job == nil {
+		return nil
+	}
+	logf("the run's job had failed (%s): %s; --resume retries it", st.FailClass, st.Error)
+	cmd, err := consensus.NewRetryJob(consensus.NewID(), st.Job.ID, "--resume")
+	if err != nil {
+		return err
+	}
+	_, err = node.Apply(ctx, cmd)
 	return err
 }
 

@@ -7,6 +7,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,6 +34,9 @@ type searchFlags struct {
 	lrAuto        bool             // --lr auto: choose the rate by probes (lrauto.go)
 	lrTargets     []extract.Target // targets the probes are scored at (nil: defaultLRTargets)
 	dryRun        bool
+	// changed reports whether a flag was given on the command line (nil:
+	// every spec field counts as given, as when called from a test).
+	changed func(name string) bool
 }
 
 func (f *searchFlags) register(cmd *cobra.Command) {
@@ -81,6 +86,7 @@ bitwise the same Γ as an uninterrupted one. Masks for any sparsity then come fr
 		Example: `  unipruning search --model stories260K.bin --tokenizer tok512.bin --mode global \
       --calib TinyStories-train-head-944K.txt --calib-format lines --seqlen 256 --out runs/g`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.changed = cmd.Flags().Changed
 			_, err := runSearch(cmd.Context(), f)
 			return err
 		},
@@ -113,34 +119,26 @@ func prepareRunDir(f *searchFlags) error {
 }
 
 // runSearch validates, runs the search with in-process shards, and writes
-// the Γ store.
+// the Γ store. A fresh search that fails removes its run directory (so a
+// rerun is not blocked); an interrupted one (ctx ended) keeps it for
+// --resume.
 func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	spec := f.spec
-	if f.resume && spec.Model == "" {
-		// --resume alone: continue with the settings the run was started with.
-		b, err := os.ReadFile(filepath.Join(f.out, "spec.json"))
-		if err != nil {
-			return nil, fmt.Errorf("--resume without --model needs %s/spec.json: %w", f.out, err)
-		}
-		if err := json.Unmarshal(b, &spec); err != nil {
-			return nil, fmt.Errorf("%s/spec.json: %w", f.out, err)
-		}
-	}
-	switch {
-	case spec.Model == "":
-		return nil, missingFlag("model", "the model to search (or --resume to continue a run)")
-	case spec.CalibPath == "":
-		return nil, missingFlag("calib", "the calibration text")
-	}
-	ck, err := model.Open(spec.Model, spec.Tokenizer)
+	spec, err := searchSpec(f)
 	if err != nil {
 		return nil, err
 	}
+	ck, err := model.Open(spec.Model, spec.Tokenizer)
+	if err != nil {
+		return nil, job.Invalid(err)
+	}
 	defer ck.Close()
 	if spec, err = completeSpec(spec, ck.Config); err != nil {
+		return nil, err
+	}
+	if err := checkInputs(spec); err != nil {
 		return nil, err
 	}
 	spec, choice, err := applyLRAuto(ctx, &f, spec)
@@ -161,6 +159,96 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 	if err := writeLRChoice(f.out, choice); err != nil {
 		return nil, err
 	}
+	if afterRunDir != nil {
+		afterRunDir(f.out)
+	}
+	man, err := searchInto(ctx, f, spec, ck, parts, plan)
+	if err != nil && !f.resume && ctx.Err() == nil {
+		if rerr := os.RemoveAll(f.out); rerr == nil {
+			logf("search failed; removed its run directory %s", f.out)
+		}
+	}
+	return man, err
+}
+
+// afterRunDir, set by tests only, runs once the run directory exists (to
+// inject a failure inside the run).
+var afterRunDir func(dir string)
+
+// searchSpec is the spec to run: the flags' for a new run; for --resume,
+// the run's own (spec.json), which flags given on the command line must
+// not contradict.
+func searchSpec(f searchFlags) (job.Spec, error) {
+	spec := f.spec
+	if f.resume {
+		b, err := os.ReadFile(filepath.Join(f.out, "spec.json"))
+		if err != nil {
+			return spec, fmt.Errorf("--resume needs the run's %s/spec.json: %w", f.out, err)
+		}
+		var stored job.Spec
+		if err := json.Unmarshal(b, &stored); err != nil {
+			return spec, fmt.Errorf("%s/spec.json: %w", f.out, err)
+		}
+		if diffs := specDiff(stored, f.spec, f.changed); len(diffs) > 0 {
+			return spec, usageError{fmt.Errorf("--resume continues the run in %s with its own settings, but %s; "+
+				"leave those flags out to resume, or start a new run (another --out, or --force)", f.out, strings.Join(diffs, "; "))}
+		}
+		spec = stored
+	}
+	switch {
+	case spec.Model == "":
+		return spec, missingFlag("model", "the model to search (or --resume to continue a run)")
+	case spec.CalibPath == "":
+		return spec, missingFlag("calib", "the calibration text")
+	}
+	return spec, nil
+}
+
+// specFlags maps the search flags to the spec fields they set.
+var specFlags = []struct {
+	flag string
+	get  func(*job.Spec) any
+}{
+	{"model", func(s *job.Spec) any { return s.Model }},
+	{"tokenizer", func(s *job.Spec) any { return s.Tokenizer }},
+	{"mode", func(s *job.Spec) any { return s.Mode }},
+	{"metric", func(s *job.Spec) any { return s.Metric }},
+	{"kappa", func(s *job.Spec) any { return s.Kappa }},
+	{"lambda", func(s *job.Spec) any { return s.Lambda }},
+	{"lr", func(s *job.Spec) any { return s.LR }},
+	{"clip", func(s *job.Spec) any { return s.ClipNorm }},
+	{"lambda2", func(s *job.Spec) any { return s.Lambda2 }},
+	{"steps", func(s *job.Spec) any { return s.Steps }},
+	{"seed", func(s *job.Spec) any { return s.Seed }},
+	{"calib", func(s *job.Spec) any { return s.CalibPath }},
+	{"calib-format", func(s *job.Spec) any { return s.CalibFormat }},
+	{"seqlen", func(s *job.Spec) any { return s.Seqlen }},
+	{"checkpoint-every", func(s *job.Spec) any { return s.CheckpointEvery }},
+}
+
+// specDiff lists the given flags whose values differ from the stored
+// spec's ("--lr 0.01 differs from the run's 0.0001"). With changed nil,
+// every flag counts as given unless its value is empty.
+func specDiff(stored, given job.Spec, changed func(string) bool) []string {
+	var out []string
+	for _, sf := range specFlags {
+		g, st := sf.get(&given), sf.get(&stored)
+		if changed == nil {
+			if reflect.ValueOf(g).IsZero() {
+				continue
+			}
+		} else if !changed(sf.flag) {
+			continue
+		}
+		if g != st {
+			out = append(out, fmt.Sprintf("--%s %v differs from the run's %v", sf.flag, g, st))
+		}
+	}
+	return out
+}
+
+// searchInto runs the search in the prepared run directory f.out.
+func searchInto(ctx context.Context, f searchFlags, spec job.Spec, ck *model.Checkpoint, parts []nn.Part, plan shard.MemoryPlan) (*gammastore.Manifest, error) {
 	start := time.Now()
 	blobs, err := transport.NewFSBlobStore(filepath.Join(f.out, "checkpoints"))
 	if err != nil {
@@ -218,6 +306,9 @@ func driveSearch(ctx context.Context, spec job.Spec, shards []shardrpc.API, ledg
 	d := &coordinator.Driver{Spec: spec, Shards: shards, Ledger: ledger, OnStep: func(s coordinator.StepInfo) { onStep(s); show(s) }}
 	refs, err := d.Run(ctx)
 	bar.Done()
+	for _, note := range d.FellBack {
+		logf("resume: %s; fell back to an older checkpoint", note)
+	}
 	if err != nil {
 		return nil, 0, err
 	}

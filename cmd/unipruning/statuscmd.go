@@ -57,8 +57,14 @@ func statusCmd() *cobra.Command {
 
 func printStatus(st coordinator.Status) {
 	fmt.Printf("job %s: %s", st.Job, st.State)
+	if st.Class != "" {
+		fmt.Printf(" [%s]", st.Class)
+	}
 	if st.Error != "" {
 		fmt.Printf(" (%s)", st.Error)
+	}
+	if st.State == "failed" && st.Class != "invalid_input" {
+		fmt.Printf("\nretry with: unipruning retry %s (coordinators running with --stay-after-done)", st.Job)
 	}
 	fmt.Printf("\nstep %d/%d, epoch %d, last step %.3fs, rollbacks %d\nleader %s (%s), answered by %s\n",
 		st.Step, st.Steps, st.Epoch, st.LastStepSeconds, st.Rollbacks, st.Leader, st.LeaderAddr, st.Coordinator)
