@@ -52,16 +52,15 @@ func (r *Roster) Permissions(id Identity) (*server.Permissions, error) {
 		"$JS.FC." + stream + ".>",
 		"$JS.ACK." + stream + ".>",
 	}
-	write := append([]string{
-		"$JS.API.STREAM.CREATE." + stream,
-		"$JS.API.STREAM.PURGE." + stream,
-		obj,
-	}, read...)
+	// Shards store images (content-addressed, never replaced); purging the
+	// bucket (object deletion) is the coordinators' alone.
+	write := append([]string{"$JS.API.STREAM.CREATE." + stream, obj}, read...)
+	purge := "$JS.API.STREAM.PURGE." + stream
 	inbox := InboxPrefix(id) + ".>"
 	p := &server.Permissions{Publish: &server.SubjectPermission{}, Subscribe: &server.SubjectPermission{}}
 	switch id.Role {
 	case RoleCoordinator:
-		p.Publish.Allow = append([]string{base + ".>"}, write...)
+		p.Publish.Allow = append([]string{base + ".>", purge}, write...)
 		p.Subscribe.Allow = []string{base + ".>", inbox}
 		p.Response = &server.ResponsePermission{MaxMsgs: 1}
 	case RoleShard:

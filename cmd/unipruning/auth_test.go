@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/unipruning/unipruning/coordinator"
 	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/prune/gammastore"
 	"github.com/unipruning/unipruning/shard"
 	"github.com/unipruning/unipruning/shardrpc"
 	"github.com/unipruning/unipruning/transport"
@@ -54,9 +57,10 @@ func as(nf natsFlags, role string) natsFlags { nf.role = role; return nf }
 // shard s0's credential tries what issue 12 class 6 found: drive shard s1
 // (a forged restore image, an assign to a huge epoch), register as s1,
 // make s1 look gone with a spoofed heartbeat; and a client without
-// credentials tries to connect. Every attempt must fail, the job must end
-// done at epoch 1 (nothing disturbed it) and Γ must equal the one-process
-// search bit for bit.
+// credentials tries to connect. Every attempt must fail, leave no trace
+// (shard epochs, registrations, recoveries) and the job must end done with
+// Γ equal to the one-process search bit for bit; the client key then
+// fetches the same Γ store.
 func TestClusterAuth(t *testing.T) {
 	spec := smallSpec(t, job.ModeGlobal)
 	ref := search(t, spec, 2)
@@ -65,6 +69,7 @@ func TestClusterAuth(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
+	servers := map[string]*shardrpc.Server{}
 	for _, id := range []string{"s0", "s1"} {
 		sf := as(nf, "shard-"+id)
 		conn, subj, blobs, err := sf.dial(ctx, "shard-"+id, quietLogger())
@@ -76,10 +81,38 @@ func TestClusterAuth(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close(); conn.Close() })
+		servers[id] = s
 		go shardrpc.Register(ctx, conn, subj, id, "in-process")
 	}
 	reps := startReplicas(t, ctx, as(nf, transport.RoleCoordinator), out, spec)
+	for i := range reps {
+		// Only an attack may move the epoch: no load-induced shard loss.
+		reps[i].cfg.HeartbeatTimeout = 10 * time.Second
+		if os.Getenv("AUTH_DEBUG") != "" {
+			reps[i].cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		}
+	}
 
+	// Every heartbeat that reaches a coordinator: s1's must all come from
+	// its one real incarnation.
+	var hbMu sync.Mutex
+	incs := map[string]bool{}
+	hbSubj, _ := reps[0].cfg.Subj.Heartbeat()
+	stopHB, err := reps[0].conn.Subscribe(hbSubj, func(subject string, data []byte) {
+		var b struct {
+			ID  string `json:"id"`
+			Inc string `json:"inc"`
+		}
+		if json.Unmarshal(data, &b) == nil && b.ID == "s1" {
+			hbMu.Lock()
+			incs[b.Inc] = true
+			hbMu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopHB()
 	var attack sync.Once
 	var attacked bool
 	for i := range reps {
@@ -101,14 +134,42 @@ func TestClusterAuth(t *testing.T) {
 	if !attacked {
 		t.Fatal("the attack never ran")
 	}
+	// The attacks left no trace: shard s1 was never moved to epoch 999999,
+	// its registration is its own, and no spoofed beat arrived (a leader
+	// election under load may still move the epoch).
 	for i := range reps {
 		st := reps[i].node.State()
-		if st.Status != "done" || st.Assignment.Epoch != 1 {
-			t.Errorf("replica %s: status %q at epoch %d; want done at epoch 1 (an attack disturbed the job)",
-				reps[i].cfg.ID, st.Status, st.Assignment.Epoch)
+		if st.Status != "done" || st.Assignment.Epoch > 10 {
+			t.Errorf("replica %s: status %q at epoch %d; want done", reps[i].cfg.ID, st.Status, st.Assignment.Epoch)
+		}
+		if m := st.Members["s1"]; m.Addr != "in-process" {
+			t.Errorf("replica %s: shard s1's registration is %+v: the attacker's registration was applied", reps[i].cfg.ID, m)
+		}
+	}
+	hbMu.Lock()
+	if len(incs) != 1 {
+		t.Errorf("shard s1's heartbeats came from %d incarnations %v: a spoofed beat arrived", len(incs), incs)
+	}
+	hbMu.Unlock()
+	for id, s := range servers {
+		if ep := s.Status().Epoch; ep > 10 {
+			t.Errorf("shard %s ends at epoch %d: a forged assign moved its fence", id, ep)
 		}
 	}
 	requireSameGamma(t, ref, out, "an attacked cluster with per-role credentials, against the one-process search")
+
+	// The client key fetches the Γ store from the bucket (what `fetch` does).
+	cf := as(nf, transport.RoleClient)
+	client, _, blobs, err := cf.dial(ctx, "client", quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	fetched := filepath.Join(t.TempDir(), "fetched")
+	if err := gammastore.Fetch(ctx, blobs, reps[0].node.State().Results["gamma_manifest"], mkdir(t, fetched)); err != nil {
+		t.Fatalf("client fetch: %v", err)
+	}
+	requireSameGamma(t, ref, fetched, "the Γ store fetched with the client key")
 }
 
 // attackCluster is the attacker of TestClusterAuth.

@@ -58,6 +58,7 @@ the parts, each checked against its sha256) into --out, ready for 'unipruning ex
 		},
 	}
 	nf.register(cmd)
+	_ = cmd.Flags().MarkHidden("insecure") // a client needs no permission to be unauthenticated
 	cmd.Flags().StringVar(&out, "out", "", "directory to write the Γ store into")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing directory")
 	markRequired(cmd, "out")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"os"
@@ -215,12 +216,15 @@ func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
 // directory.
 func embeddedSearch(ctx context.Context, sf searchFlags, spec job.Spec) error {
 	log := newLogger()
-	srv, err := transport.StartServer(transport.ServerConfig{Port: -1})
+	// Loopback only, and a random token: other local users cannot reach
+	// the in-process bus.
+	token := rand.Text()
+	srv, err := transport.StartServer(transport.ServerConfig{Port: -1, Token: token})
 	if err != nil {
 		return err
 	}
 	defer srv.Shutdown()
-	nf := natsFlags{url: srv.ClientURL(), cluster: "run", blobs: "fs:" + filepath.Join(sf.out, "checkpoints")}
+	nf := natsFlags{url: srv.ClientURL(), token: token, cluster: "run", blobs: "fs:" + filepath.Join(sf.out, "checkpoints")}
 	conn, subj, blobs, err := nf.dial(ctx, "coordinator", log)
 	if err != nil {
 		return err

@@ -51,6 +51,7 @@ func statusCmd() *cobra.Command {
 		},
 	}
 	nf.register(cmd)
+	_ = cmd.Flags().MarkHidden("insecure") // a client needs no permission to be unauthenticated
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	return cmd
 }
