@@ -89,6 +89,7 @@ phase report || exit 0
 	echo "| seed | target | best fixed lr (ppl) | --lr auto: lr (ppl) | auto vs best | within 5%? |"
 	echo "|---|---|---|---|---:|---|"
 	for seed in "${SWEEP_SEEDS[@]}"; do
+		[ -f "$OUT/seed-$seed/table/unipruning/search/lr-auto.json" ] || continue
 		auto=$(jq -r '.lr' "$OUT/seed-$seed/table/unipruning/search/lr-auto.json")
 		for t in "${CHECK[@]}"; do
 			tn=$(name "$t")
@@ -107,6 +108,7 @@ phase report || exit 0
 	echo "| seed | chosen lr | held-out calibration NLL per probe lr (mean over the targets) |"
 	echo "|---|---|---|"
 	for seed in "${SEEDS[@]}"; do
+		[ -f "$OUT/seed-$seed/table/unipruning/search/lr-auto.json" ] || continue
 		jq -r --arg s "$seed" '"| \($s) | \(.lr) | " + ([.probes[] | "\(.lr): \(.score * 1000 | round / 1000)"] | join(", ")) + " |"' \
 			"$OUT/seed-$seed/table/unipruning/search/lr-auto.json"
 	done
