@@ -60,6 +60,9 @@ func Collect(root string) (*Results, error) {
 		if err != nil {
 			return err
 		}
+		if d.IsDir() && p != root && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir // an output still being written (.name.tmp-*)
+		}
 		if !d.IsDir() && d.Name() == "report.json" {
 			paths = append(paths, p)
 		}
