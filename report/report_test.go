@@ -39,7 +39,7 @@ func TestCollectLayouts(t *testing.T) {
 	write(t, filepath.Join(root, "demo", "pruned", "sparsity-0.60"), 0.6, "", 10)
 	write(t, filepath.Join(root, "demo", "pruned", "pattern-2of4"), 0, "2:4", 13)
 	write(t, filepath.Join(root, "deep", "a", "sparsity-0.50"), 0.5, "", 8)
-	write(t, filepath.Join(root, "sgpt-24", "pattern-2of4"), 0, "2:4", 14) // the same cell again (first in path order, so it wins)
+	write(t, filepath.Join(root, "sgpt-24", "pattern-2of4"), 0, "2:4", 14)       // the same cell again (first in path order, so it wins)
 	write(t, filepath.Join(root, ".wanda.tmp-123", "sparsity-0.50"), 0.5, "", 1) // being written: ignored
 	noEval := &Report{Sparsity: new(float64)}
 	os.MkdirAll(filepath.Join(root, "bare"), 0o755)
