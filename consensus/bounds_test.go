@@ -18,6 +18,9 @@ func TestNodeRefusesOversizeBeforeProposing(t *testing.T) {
 	n := openNode(t, cfg)
 	waitLeader(t, n)
 	ctx := ctxFor(t, testWait)
+	if err := n.Barrier(ctx); err != nil { // the leader's own first entries
+		t.Fatal(err)
+	}
 	before := n.AppliedIndex()
 	for i := range 150 {
 		cmd, err := NewRegisterMember(NewID(), fmt.Sprintf("s%d", i), strings.Repeat("a", 1<<20), false)
@@ -29,7 +32,9 @@ func TestNodeRefusesOversizeBeforeProposing(t *testing.T) {
 		}
 	}
 	time.Sleep(50 * time.Millisecond)
-	if after := n.AppliedIndex(); after != before {
-		t.Fatalf("applied index moved from %d to %d: oversize commands were proposed", before, after)
+	// A re-election on a loaded machine may add an entry or two of its
+	// own; 150 proposals would add 150.
+	if after := n.AppliedIndex(); after > before+4 || len(n.State().Members) != 0 {
+		t.Fatalf("applied index moved from %d to %d, %d members: oversize commands were proposed", before, after, len(n.State().Members))
 	}
 }

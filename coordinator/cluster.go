@@ -399,7 +399,8 @@ func planFor(j *job.Job) ([]nn.Part, error) {
 		return nil, job.Invalid(err)
 	}
 	defer ck.Close()
-	return PlanSpec(ck.Config, j.Shards, j.Spec)
+	parts, err := PlanSpec(ck.Config, j.Shards, j.Spec)
+	return parts, job.Invalid(err) // e.g. more shards than layers
 }
 
 // drive runs the step loop and, at the end, writes the Γ store.

@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 
+	"github.com/unipruning/unipruning/coordinator"
 	"github.com/unipruning/unipruning/eval"
 	"github.com/unipruning/unipruning/job"
+	"github.com/unipruning/unipruning/model"
 )
 
 // checkInputs validates what a search job reads before anything runs
@@ -33,5 +35,18 @@ func checkInputs(spec job.Spec) error {
 }
 
 // checkJob is checkInputs for a cluster job (the coordinator's
-// NodeConfig.Check).
-func checkJob(j *job.Job) error { return checkInputs(j.Spec) }
+// NodeConfig.Check), plus its layers' split over the shards.
+func checkJob(j *job.Job) error {
+	if err := checkInputs(j.Spec); err != nil {
+		return err
+	}
+	ck, err := model.Open(j.Spec.Model, j.Spec.Tokenizer)
+	if err != nil {
+		return job.Invalid(err)
+	}
+	defer ck.Close()
+	if _, err := coordinator.PlanSpec(ck.Config, j.Shards, j.Spec); err != nil {
+		return job.Invalid(fmt.Errorf("shards: %w", err))
+	}
+	return nil
+}

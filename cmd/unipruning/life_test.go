@@ -145,3 +145,17 @@ func TestRunResumeRetriesFailedJob(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckJob: a cluster job is checked like a search, plus its split
+// over the shards (more shards than layers is invalid input).
+func TestCheckJob(t *testing.T) {
+	spec := smallSpec(t, job.ModeGlobal)
+	spec.Defaults()
+	if err := checkJob(&job.Job{ID: "j", Spec: spec, Shards: 2}); err != nil {
+		t.Fatal(err)
+	}
+	err := checkJob(&job.Job{ID: "j", Spec: spec, Shards: 99})
+	if err == nil || job.ClassOf(err) != job.InvalidInput || !strings.Contains(err.Error(), "shards") {
+		t.Fatalf("99 shards: %v", err)
+	}
+}

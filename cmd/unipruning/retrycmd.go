@@ -26,7 +26,11 @@ resumes the job under a new epoch from the newest checkpoint whose images are in
 exits unless started with --stay-after-done, so restart them with that flag first.
 
 A job that failed as invalid input (class invalid_input in 'unipruning status') fails
-again until its input is fixed; a done job cannot be retried.`,
+again until its input is fixed; a done job cannot be retried.
+
+Retrying changes the job, so in an authenticated cluster it takes the coordinators'
+credentials (--nats-creds or --nats-nkey of the coordinator role): a client credential
+may only read status and fetch results.`,
 		Example: `  unipruning status --nats nats://127.0.0.1:4222 --cluster prod
   unipruning retry chaos-global --reason "disk freed" --nats nats://127.0.0.1:4222 --cluster prod`,
 		Args: cobra.ExactArgs(1),
