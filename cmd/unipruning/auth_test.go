@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -142,6 +143,10 @@ func TestClusterAuth(t *testing.T) {
 		if st.Status != "done" || st.Assignment.Epoch > 10 {
 			t.Errorf("replica %s: status %q at epoch %d; want done", reps[i].cfg.ID, st.Status, st.Assignment.Epoch)
 		}
+		if len(st.Members) != 2 || len(st.Members["s0"].Addr) > 64 {
+			t.Errorf("replica %s: members %d (s0's address %d bytes): an attacker's registration was applied",
+				reps[i].cfg.ID, len(st.Members), len(st.Members["s0"].Addr))
+		}
 		if m := st.Members["s1"]; m.Addr != "in-process" {
 			t.Errorf("replica %s: shard s1's registration is %+v: the attacker's registration was applied", reps[i].cfg.ID, m)
 		}
@@ -217,6 +222,21 @@ func attackCluster(t *testing.T, ctx context.Context, nf natsFlags, srv *transpo
 	defer rcancel()
 	if err := shardrpc.Register(rctx, evil, subj, "s1", "evil"); !shardrpc.IsCode(err, transport.CodeUnauthorized) {
 		t.Errorf("shard s0 registering as s1: %v, want a refusal as unauthorised", err)
+	}
+	// Registrations that would grow the Raft log: new ids (a key registers
+	// only its own) and an oversize address for its own id.
+	for i := range 20 {
+		if err := shardrpc.Register(rctx, evil, subj, fmt.Sprintf("x%d", i), "evil"); !shardrpc.IsCode(err, transport.CodeUnauthorized) {
+			t.Errorf("shard s0 registering as x%d: %v, want a refusal as unauthorised", i, err)
+			break
+		}
+	}
+	body, _ := json.Marshal(shardrpc.RegisterRequest{ID: "s0", Addr: strings.Repeat("a", 1<<20)})
+	coord, _ := subj.Coordinator()
+	var resp shardrpc.RegisterResponse
+	if err := transport.CallJSON(rctx, evil, coord, shardrpc.CoordinatorRequest{Method: "register", Body: body}, &resp,
+		transport.CallOptions{Timeout: 5 * time.Second}); err == nil && resp.OK {
+		t.Errorf("a registration with a 1 MiB address was accepted")
 	}
 	// A "leaving" beat for s1 would make the coordinator recover at once.
 	hb, _ := subj.HeartbeatOf("s1")
