@@ -17,7 +17,7 @@
 #
 # usage: tools/bench/bench_search.sh [BIN]
 #   env: BENCH_DIR (default /tmp/unipruning-bench), SEQLENS ("256 1024"),
-#        STEPS (8), THREADS (2), CORETYPES ("env unset"), EVAL_WINDOWS (8)
+#        STEPS (8), THREADS (2), CORETYPES ("env unset"), EVAL_WINDOWS (8), PYTHON
 set -euo pipefail
 BIN=$(realpath "${1:-bin/unipruning}")
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -32,8 +32,11 @@ mkdir -p "$DIR"
 if [ ! -f "$MODEL/model.safetensors" ]; then
 	"$BIN" synth --layers 12 --dim 768 --hidden 2048 --heads 12 --vocab 32000 --max-seq 2048 --seed 0 --with-data --out "$MODEL" >&2
 fi
+# Debian's python3-torch lives in the system interpreter, which a pyenv or
+# venv python3 on PATH may hide.
+PY=${PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3 )}
 have_torch=1
-python3 -c 'import torch' 2>/dev/null || { have_torch=0; echo "note: python3-torch not installed: no PyTorch columns" >&2; }
+"$PY" -c 'import torch' 2>/dev/null || { have_torch=0; echo "note: $PY has no torch (apt-get install python3-torch): no PyTorch columns" >&2; }
 
 # withcore MODE cmd…: run cmd with OPENBLAS_CORETYPE/L2_SIZE as set (env) or both unset.
 withcore() {
@@ -63,9 +66,9 @@ for T in $SEQLENS; do
 			--text "$MODEL/eval.txt" --seqlen "$T" --limit "$EVAL_WINDOWS" --batch 1 --json > "$tag.eval.json" 2> /dev/null
 		if [ $have_torch = 1 ]; then
 			echo "== torch seqlen $T, coretype $CT" >&2
-			OMP_WAIT_POLICY=PASSIVE withcore "$CT" python3 "$HERE/torch_search.py" --model "$MODEL" --seqlen "$T" \
+			OMP_WAIT_POLICY=PASSIVE withcore "$CT" "$PY" "$HERE/torch_search.py" --model "$MODEL" --seqlen "$T" \
 				--steps "$STEPS" --threads "$THREADS" > "$tag.torch.json" 2> /dev/null
-			OMP_WAIT_POLICY=PASSIVE withcore "$CT" python3 "$HERE/torch_search.py" --model "$MODEL" --seqlen "$T" \
+			OMP_WAIT_POLICY=PASSIVE withcore "$CT" "$PY" "$HERE/torch_search.py" --model "$MODEL" --seqlen "$T" \
 				--steps "$EVAL_WINDOWS" --threads "$THREADS" --forward-only > "$tag.torchfwd.json" 2> /dev/null
 		fi
 		rows+=("$tag")
