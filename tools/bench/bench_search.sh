@@ -38,11 +38,6 @@ PY=${PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3
 have_torch=1
 "$PY" -c 'import torch' 2>/dev/null || { have_torch=0; echo "note: $PY has no torch (apt-get install python3-torch): no PyTorch columns" >&2; }
 
-# withcore MODE cmd…: run cmd with OPENBLAS_CORETYPE/L2_SIZE as set (env) or both unset.
-withcore() {
-	local mode=$1; shift
-	if [ "$mode" = unset ]; then env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@"; else "$@"; fi
-}
 # timed OUT cmd…: GNU time's wall/user/sys/maxrss into OUT.time.
 timed() {
 	local out=$1; shift
@@ -54,21 +49,24 @@ rows=()
 for T in $SEQLENS; do
 	for CT in $CORETYPES; do
 		tag=$DIR/s$T-$CT
+		# OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE as the environment sets them, or both unset.
+		core=(env)
+		[ "$CT" = unset ] && core=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
 		"$BIN" search --model "$MODEL" --mode global --calib "$MODEL/calib.txt" --calib-format lines \
 			--seqlen "$T" --steps "$STEPS" --checkpoint-every 0 --out "$tag-run" --dry-run --json > "$tag.plan.json"
 		echo "== search seqlen $T, coretype $CT" >&2
-		GOMAXPROCS=$THREADS withcore "$CT" timed "$tag.search" "$BIN" search --model "$MODEL" --mode global \
+		timed "$tag.search" "${core[@]}" GOMAXPROCS="$THREADS" "$BIN" search --model "$MODEL" --mode global \
 			--calib "$MODEL/calib.txt" --calib-format lines --seqlen "$T" --steps "$STEPS" --checkpoint-every 0 \
 			--out "$tag-run" --force 2> "$tag.search.log" > /dev/null
 		grep -E "per step|peak RSS" "$tag.search.log" >&2 || true
 		echo "== eval seqlen $T, coretype $CT" >&2
-		GOMAXPROCS=$THREADS withcore "$CT" timed "$tag.eval" "$BIN" eval --model "$MODEL" --dataset lines \
+		timed "$tag.eval" "${core[@]}" GOMAXPROCS="$THREADS" "$BIN" eval --model "$MODEL" --dataset lines \
 			--text "$MODEL/eval.txt" --seqlen "$T" --limit "$EVAL_WINDOWS" --batch 1 --json > "$tag.eval.json" 2> /dev/null
 		if [ $have_torch = 1 ]; then
 			echo "== torch seqlen $T, coretype $CT" >&2
-			OMP_WAIT_POLICY=PASSIVE withcore "$CT" "$PY" "$HERE/torch_search.py" --model "$MODEL" --seqlen "$T" \
+			"${core[@]}" OMP_WAIT_POLICY=PASSIVE "$PY" "$HERE/torch_search.py" --model "$MODEL" --seqlen "$T" \
 				--steps "$STEPS" --threads "$THREADS" > "$tag.torch.json" 2> /dev/null
-			OMP_WAIT_POLICY=PASSIVE withcore "$CT" "$PY" "$HERE/torch_search.py" --model "$MODEL" --seqlen "$T" \
+			"${core[@]}" OMP_WAIT_POLICY=PASSIVE "$PY" "$HERE/torch_search.py" --model "$MODEL" --seqlen "$T" \
 				--steps "$EVAL_WINDOWS" --threads "$THREADS" --forward-only > "$tag.torchfwd.json" 2> /dev/null
 		fi
 		rows+=("$tag")
