@@ -91,7 +91,8 @@ for tag in tags:
     rss = s["maxrss_kb"] * 1024 / 2**30
     pl = plan["bytes_total"] / 2**30
     tw = tor["load_seconds"] + tor["steps_seconds"] if tor else None
-    evtoks = ev["tokens"] / ev["seconds"] if ev and ev.get("seconds") else None
+    # scored tokens: "tokens" in eval's JSON counts the whole text
+    evtoks = ev["windows"] * ev["seqlen"] / ev["seconds"] if ev and ev.get("seconds") else None
     cells = [t, ct, f"{s['wall']:.1f}", f"{s['user']:.1f}", f"{s['sys']:.1f}", f"{s['sys']/max(s['user'],1e-9):.0%}",
              f"{rss:.2f}", f"{pl:.2f}", f"{rss/pl:.2f}"]
     cells += [f"{ph.get(k, float('nan')):.2f}" for k in ["forward", "backward", "metric", "optimizer", "z_gamma", "threshold", "other"]]
