@@ -5,6 +5,7 @@ package nn
 /*
 #cgo LDFLAGS: -lopenblas
 void openblas_set_num_threads(int);
+char* openblas_get_corename(void);
 */
 import "C"
 
@@ -34,3 +35,9 @@ func openBLAS() (Kernel, bool) { return openblasKernel{}, true }
 
 // SetBLASThreads sets OpenBLAS's thread count (benchmarks).
 func SetBLASThreads(n int) { C.openblas_set_num_threads(C.int(n)) }
+
+// BLASCore names the CPU kernel OpenBLAS chose at start-up (e.g. Haswell,
+// SkylakeX, Zen): it follows the processor and OPENBLAS_CORETYPE, and
+// different cores round sgemm differently, so bitwise results are per
+// (kernel, core).
+func BLASCore() string { return C.GoString(C.openblas_get_corename()) }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"text/tabwriter"
 
 	"github.com/unipruning/unipruning/internal/sysmem"
 	"github.com/unipruning/unipruning/prune/gammastore"
@@ -17,13 +15,13 @@ func printMemoryPlan(p shard.MemoryPlan, asJSON bool) error {
 	if asJSON {
 		return printJSON(p)
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "item\tbytes\tMiB\tbytes/param\t\n")
+	row := func(name, bytes, mib, per string) { fmt.Printf("%-60s %14s %10s %12s\n", name, bytes, mib, per) }
+	row("item", "bytes", "MiB", "bytes/param")
 	for _, it := range p.Items {
-		fmt.Fprintf(w, "%s\t%d\t%.1f\t%.2f\t\n", it.Name, it.Bytes, float64(it.Bytes)/(1<<20), it.PerParam)
+		row(it.Name, fmt.Sprint(it.Bytes), fmt.Sprintf("%.1f", float64(it.Bytes)/(1<<20)), fmt.Sprintf("%.2f", it.PerParam))
 	}
-	fmt.Fprintf(w, "total (%d parameters)\t%d\t%.1f\t%.2f\t\n", p.Params, p.BytesTotal, float64(p.BytesTotal)/(1<<20), p.BytesPerParam)
-	w.Flush()
+	row(fmt.Sprintf("total (%d parameters)", p.Params), fmt.Sprint(p.BytesTotal),
+		fmt.Sprintf("%.1f", float64(p.BytesTotal)/(1<<20)), fmt.Sprintf("%.2f", p.BytesPerParam))
 	if len(p.PerShard) > 1 {
 		fmt.Println()
 		for i, s := range p.PerShard {

@@ -17,7 +17,7 @@
 #
 # usage: tools/bench/bench_search.sh [BIN]
 #   env: BENCH_DIR (default /tmp/unipruning-bench), SEQLENS ("256 1024"),
-#        STEPS (8), THREADS (2), CORETYPES ("env unset"), EVAL_WINDOWS (8)
+#        STEPS (8), THREADS (2), CORETYPES ("env unset"), EVAL_WINDOWS (8), PYTHON
 set -euo pipefail
 BIN=$(realpath "${1:-bin/unipruning}")
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -32,14 +32,12 @@ mkdir -p "$DIR"
 if [ ! -f "$MODEL/model.safetensors" ]; then
 	"$BIN" synth --layers 12 --dim 768 --hidden 2048 --heads 12 --vocab 32000 --max-seq 2048 --seed 0 --with-data --out "$MODEL" >&2
 fi
+# Debian's python3-torch lives in the system interpreter, which a pyenv or
+# venv python3 on PATH may hide.
+PY=${PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3 )}
 have_torch=1
-python3 -c 'import torch' 2>/dev/null || { have_torch=0; echo "note: python3-torch not installed: no PyTorch columns" >&2; }
+"$PY" -c 'import torch' 2>/dev/null || { have_torch=0; echo "note: $PY has no torch (apt-get install python3-torch): no PyTorch columns" >&2; }
 
-# withcore MODE cmd…: run cmd with OPENBLAS_CORETYPE/L2_SIZE as set (env) or both unset.
-withcore() {
-	local mode=$1; shift
-	if [ "$mode" = unset ]; then env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$@"; else "$@"; fi
-}
 # timed OUT cmd…: GNU time's wall/user/sys/maxrss into OUT.time.
 timed() {
 	local out=$1; shift
@@ -51,21 +49,24 @@ rows=()
 for T in $SEQLENS; do
 	for CT in $CORETYPES; do
 		tag=$DIR/s$T-$CT
+		# OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE as the environment sets them, or both unset.
+		core=(env)
+		[ "$CT" = unset ] && core=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
 		"$BIN" search --model "$MODEL" --mode global --calib "$MODEL/calib.txt" --calib-format lines \
 			--seqlen "$T" --steps "$STEPS" --checkpoint-every 0 --out "$tag-run" --dry-run --json > "$tag.plan.json"
 		echo "== search seqlen $T, coretype $CT" >&2
-		GOMAXPROCS=$THREADS withcore "$CT" timed "$tag.search" "$BIN" search --model "$MODEL" --mode global \
+		timed "$tag.search" "${core[@]}" GOMAXPROCS="$THREADS" "$BIN" search --model "$MODEL" --mode global \
 			--calib "$MODEL/calib.txt" --calib-format lines --seqlen "$T" --steps "$STEPS" --checkpoint-every 0 \
 			--out "$tag-run" --force 2> "$tag.search.log" > /dev/null
 		grep -E "per step|peak RSS" "$tag.search.log" >&2 || true
 		echo "== eval seqlen $T, coretype $CT" >&2
-		GOMAXPROCS=$THREADS withcore "$CT" timed "$tag.eval" "$BIN" eval --model "$MODEL" --dataset lines \
+		timed "$tag.eval" "${core[@]}" GOMAXPROCS="$THREADS" "$BIN" eval --model "$MODEL" --dataset lines \
 			--text "$MODEL/eval.txt" --seqlen "$T" --limit "$EVAL_WINDOWS" --batch 1 --json > "$tag.eval.json" 2> /dev/null
 		if [ $have_torch = 1 ]; then
 			echo "== torch seqlen $T, coretype $CT" >&2
-			OMP_WAIT_POLICY=PASSIVE withcore "$CT" python3 "$HERE/torch_search.py" --model "$MODEL" --seqlen "$T" \
+			"${core[@]}" OMP_WAIT_POLICY=PASSIVE "$PY" "$HERE/torch_search.py" --model "$MODEL" --seqlen "$T" \
 				--steps "$STEPS" --threads "$THREADS" > "$tag.torch.json" 2> /dev/null
-			OMP_WAIT_POLICY=PASSIVE withcore "$CT" python3 "$HERE/torch_search.py" --model "$MODEL" --seqlen "$T" \
+			"${core[@]}" OMP_WAIT_POLICY=PASSIVE "$PY" "$HERE/torch_search.py" --model "$MODEL" --seqlen "$T" \
 				--steps "$EVAL_WINDOWS" --threads "$THREADS" --forward-only > "$tag.torchfwd.json" 2> /dev/null
 		fi
 		rows+=("$tag")
@@ -90,7 +91,8 @@ for tag in tags:
     rss = s["maxrss_kb"] * 1024 / 2**30
     pl = plan["bytes_total"] / 2**30
     tw = tor["load_seconds"] + tor["steps_seconds"] if tor else None
-    evtoks = ev["tokens"] / ev["seconds"] if ev and ev.get("seconds") else None
+    # scored tokens: "tokens" in eval's JSON counts the whole text
+    evtoks = ev["windows"] * ev["seqlen"] / ev["seconds"] if ev and ev.get("seconds") else None
     cells = [t, ct, f"{s['wall']:.1f}", f"{s['user']:.1f}", f"{s['sys']:.1f}", f"{s['sys']/max(s['user'],1e-9):.0%}",
              f"{rss:.2f}", f"{pl:.2f}", f"{rss/pl:.2f}"]
     cells += [f"{ph.get(k, float('nan')):.2f}" for k in ["forward", "backward", "metric", "optimizer", "z_gamma", "threshold", "other"]]
