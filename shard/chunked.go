@@ -2,7 +2,9 @@ package shard
 
 import (
 	"context"
+	"time"
 
+	"github.com/unipruning/unipruning/internal/sysmem"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/shardrpc"
 )
@@ -53,6 +55,7 @@ func (wk *Worker) stepChunked(ctx context.Context, k int, res shardrpc.StepResul
 	ch, train, d := r.ch, wk.spec.Trains(), wk.ck.Config.Dim
 	nc := ch.Chunks()
 	var win, targets []int32
+	t0 := time.Now()
 	if wk.part.Embed || wk.part.Head {
 		win = wk.windows[k-1]
 		targets = nn.Targets(win, 1, len(win))
@@ -88,9 +91,15 @@ func (wk *Worker) stepChunked(ctx context.Context, k int, res shardrpc.StepResul
 	if wk.part.Head {
 		res.Count = len(win) - 1
 	}
+	// As in Step, the phases include waiting for the neighbours: with
+	// chunks they overlap with the neighbours' compute.
+	wk.clock.add(&wk.clock.p.Forward, t0)
 	if !train {
+		res.PeakRSS, _ = sysmem.PeakRSS()
 		return res, nil
 	}
+	t0 = time.Now()
+	defer wk.clock.add(&wk.clock.p.Backward, t0)
 	wk.st.ZeroGrad()
 	for c := nc - 1; c >= 0; c-- {
 		p0, p1 := ch.Span(c)
@@ -111,5 +120,6 @@ func (wk *Worker) stepChunked(ctx context.Context, k int, res shardrpc.StepResul
 		}
 	}
 	res.GradSumSq = wk.gradSumSq()
+	res.PeakRSS, _ = sysmem.PeakRSS()
 	return res, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/prune/statefile"
+	"github.com/unipruning/unipruning/shard"
 	"github.com/unipruning/unipruning/shardrpc"
 )
 
@@ -156,4 +157,22 @@ func gammaTensors(t *testing.T, r runResult) map[string]*statefile.Tensor {
 		}
 	}
 	return out
+}
+
+// TestChunkedPhases: chunked steps report their forward and backward
+// time in the worker's phases, as unchunked ones do.
+func TestChunkedPhases(t *testing.T) {
+	spec := chunkedSpec(t, job.ModeGlobal)
+	spec.Steps = 2
+	blobs, _ := newBlobs(t)
+	ls := localShards(t, storiesParts(t, spec, 2), blobs)
+	if _, err := drive(testCtx(t, 60*time.Second), t, spec, ls, newLedger(t, spec), blobs); err != nil {
+		t.Fatal(err)
+	}
+	for _, api := range ls {
+		p := api.(*shard.Local).Worker().Phases()
+		if !(p.Forward > 0 && p.Backward > 0) {
+			t.Errorf("%s: phases %+v lack the chunked forward or backward", api.ID(), p)
+		}
+	}
 }
