@@ -1,0 +1,88 @@
+package eval
+
+import (
+	"runtime"
+
+	"github.com/unipruning/unipruning/model"
+)
+
+// Footprint estimates an evaluation's resident memory in bytes, item by
+// item, before anything is allocated (for the up-front "needs X, the
+// machine offers Y" check and for choosing the streamed path).
+type Footprint struct {
+	Weights     uint64 `json:"weights"`     // float32 weights resident at once
+	Activations uint64 `json:"activations"` // hidden states of all windows (streamed, not spilled)
+	Workspace   uint64 `json:"workspace"`   // one batch's layer, attention and head buffers
+	Fixed       uint64 `json:"fixed"`       // runtime, tokenizer, text and windows (an allowance)
+}
+
+// Total is the sum of the items.
+func (f Footprint) Total() uint64 { return f.Weights + f.Activations + f.Workspace + f.Fixed }
+
+// fixedAllowance covers the Go runtime, the tokenizer, the text and its
+// windows; measured peaks of small models stay under it.
+const fixedAllowance = 96 << 20
+
+// Params counts a model's parameters.
+func Params(c *model.Config) int64 {
+	embed := int64(c.Vocab) * int64(c.Dim)
+	n := embed + int64(c.Dim)
+	if !c.TiedHead {
+		n += embed
+	}
+	return n + int64(c.Layers)*layerParams(c)
+}
+
+func layerParams(c *model.Config) int64 {
+	n := 2 * int64(c.Dim)
+	if c.QKNorm {
+		n += 2 * int64(c.HeadDim)
+	}
+	for m := model.Matrix(0); m < model.NumMatrices; m++ {
+		out, in := m.Shape(c)
+		n += int64(out) * int64(in)
+		if (c.QKVBias && m <= model.V) || (c.OBias && m == model.O) {
+			n += int64(out)
+		}
+	}
+	return n
+}
+
+// workspace is what a stage holds for batches of b windows of t tokens:
+// the layer's intermediates, the stage's five row buffers, attention
+// scratch per worker and the head's normed rows and logit chunks.
+func workspace(c *model.Config, b, t int) uint64 {
+	n, d := uint64(b*t), uint64(c.Dim)
+	qd, kd, h := uint64(c.QDim()), uint64(c.KVDim()), uint64(c.Hidden)
+	layer := n * (3*d + 2*qd + 2*kd + 3*h)
+	if c.QKNorm {
+		layer += n * (qd + kd)
+	}
+	stage := 5 * n * d
+	workers := uint64(runtime.GOMAXPROCS(0))
+	blk, tt, hd := uint64(min(64, t)), uint64(t), uint64(c.HeadDim)
+	attn := workers * (blk*tt + 2*hd*tt + hd*blk)
+	logits := min(workers, 8) * min(n*uint64(c.Vocab), max(uint64(c.Vocab), 1<<22))
+	head := 3*n*d + logits
+	return 4 * (layer + stage + attn + head)
+}
+
+// InMemoryFootprint is Perplexity's: the whole model as float32.
+func InMemoryFootprint(c *model.Config, windows, t, batch int) Footprint {
+	return Footprint{Weights: 4 * uint64(Params(c)), Workspace: workspace(c, batch, t), Fixed: fixedAllowance}
+}
+
+// StreamedFootprint is PerplexityStreamed's: the largest of the embedding,
+// the head (with the final norm) and one decoder layer; the activations of
+// all windows unless spilled (then two batch-sized transfer buffers).
+func StreamedFootprint(c *model.Config, windows, t, batch int, spill bool) Footprint {
+	embed := uint64(c.Vocab) * uint64(c.Dim)
+	f := Footprint{Weights: 4 * max(embed+uint64(c.Dim), uint64(layerParams(c))),
+		Workspace: workspace(c, batch, t), Fixed: fixedAllowance}
+	acts := uint64(windows) * uint64(t) * uint64(c.Dim) * 4
+	if spill {
+		acts = uint64(min(batch, windows)*t*c.Dim) * 8
+	}
+	f.Activations = acts
+	return f
+}
