@@ -1,9 +1,8 @@
 package eval
 
 import (
-	"runtime"
-
 	"github.com/unipruning/unipruning/model"
+	"github.com/unipruning/unipruning/nn"
 )
 
 // Footprint estimates an evaluation's resident memory in bytes, item by
@@ -48,24 +47,9 @@ func layerParams(c *model.Config) int64 {
 	return n
 }
 
-// workspace is what a stage holds for batches of b windows of t tokens:
-// the layer's intermediates, the stage's five row buffers, attention
-// scratch per worker and the head's normed rows and logit chunks.
-func workspace(c *model.Config, b, t int) uint64 {
-	n, d := uint64(b*t), uint64(c.Dim)
-	qd, kd, h := uint64(c.QDim()), uint64(c.KVDim()), uint64(c.Hidden)
-	layer := n * (3*d + 2*qd + 2*kd + 3*h)
-	if c.QKNorm {
-		layer += n * (qd + kd)
-	}
-	stage := 5 * n * d
-	workers := uint64(runtime.GOMAXPROCS(0))
-	blk, tt, hd := uint64(min(64, t)), uint64(t), uint64(c.HeadDim)
-	attn := workers * (blk*tt + 2*hd*tt + hd*blk)
-	logits := min(workers, 8) * min(n*uint64(c.Vocab), max(uint64(c.Vocab), 1<<22))
-	head := 3*n*d + logits
-	return 4 * (layer + stage + attn + head)
-}
+// workspace is what the stage holds for one batch (layer, attention and
+// head buffers).
+func workspace(c *model.Config, b, t int) uint64 { return nn.StageWorkspaceBytes(c, b, t, true) }
 
 // InMemoryFootprint is Perplexity's: the whole model as float32.
 func InMemoryFootprint(c *model.Config, windows, t, batch int) Footprint {

@@ -124,7 +124,7 @@ func (s *streamer) layers(step func()) error {
 	st := nn.NewStage(w)
 	for l := 0; l < c.Layers; l++ {
 		if l > 0 {
-			if err := ReadBlockInto(s.ck, l, slot); err != nil {
+			if err := nn.ReadBlockInto(s.ck, l, slot); err != nil {
 				return err
 			}
 			w.Blocks[l-1], w.Blocks[l] = nil, slot
@@ -172,40 +172,6 @@ func (s *streamer) head() (NLL, error) {
 		return err
 	})
 	return res, err
-}
-
-// ReadBlockInto reads decoder layer l of a checkpoint into the buffers of
-// blk, which must have the model's layer shapes (a block loaded earlier
-// from the same checkpoint).
-func ReadBlockInto(ck *model.Checkpoint, l int, blk *nn.Block[float32]) error {
-	c := ck.Config
-	read := func(name string, dst []float32) error { return ck.ReadInto(name, dst) }
-	if err := read(model.AttnNormName(l), blk.AttnNorm); err != nil {
-		return err
-	}
-	if err := read(model.MLPNormName(l), blk.MLPNorm); err != nil {
-		return err
-	}
-	if c.QKNorm {
-		if err := read(model.QNormName(l), blk.QNorm); err != nil {
-			return err
-		}
-		if err := read(model.KNormName(l), blk.KNorm); err != nil {
-			return err
-		}
-	}
-	for m := model.Matrix(0); m < model.NumMatrices; m++ {
-		t := model.Target{Layer: l, Matrix: m}
-		if err := read(t.TensorName(), blk.Lin[m].W); err != nil {
-			return err
-		}
-		if blk.Lin[m].B != nil {
-			if err := read(t.BiasName(), blk.Lin[m].B); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // actStore holds the hidden states of all windows between passes; a

@@ -17,6 +17,7 @@ type evalFlags struct {
 	windows                         string
 	json                            bool
 	tasks                           taskFlags
+	mem                             memFlags
 }
 
 // evalResult is the JSON result of `unipruning eval`.
@@ -64,6 +65,7 @@ The report states model, protocol, file sha256, seqlen, windows and tokenizer.`,
 	fl.IntVar(&f.skip, "skip", 0, "score all windows but the first N (the same as --windows N:)")
 	fl.BoolVar(&f.json, "json", false, "print the result as one JSON object on stdout")
 	registerTaskFlags(cmd, &f.tasks)
+	f.mem.register(fl, "")
 	markRequired(cmd, "model")
 	return cmd
 }
@@ -83,21 +85,29 @@ func runEval(f evalFlags) error {
 	if err != nil {
 		return err
 	}
-	m, err := openModel(f.model, f.tokenizer, true)
+	if err := f.mem.validate(); err != nil {
+		return err
+	}
+	m, err := openModel(f.model, f.tokenizer, false)
 	if err != nil {
 		return err
 	}
 	defer m.ck.Close()
+	sc := newScorer(m.ck, nil, &f.mem)
 	out := evalResult{Model: f.model, Kernel: nn.ActiveKernel()}
 	start := time.Now()
 	if f.dataset != "" {
-		if err := evalPerplexity(&f, m, rg, &out); err != nil {
+		if err := evalPerplexity(&f, m, sc, rg, &out); err != nil {
 			return err
 		}
 	}
 	if f.tasks.enabled() {
+		w, err := sc.weights("zero-shot")
+		if err != nil {
+			return err
+		}
 		bar := newProgress(1, "zero-shot")
-		rep, err := runTasks(m.w, m.tok, &f.tasks, func(d, t int) { bar.SetTotal(t); bar.Set(d, "") })
+		rep, err := runTasks(w, m.tok, &f.tasks, func(d, t int) { bar.SetTotal(t); bar.Set(d, "") })
 		bar.Done()
 		if err != nil {
 			return err
@@ -119,13 +129,13 @@ func runEval(f evalFlags) error {
 }
 
 // evalPerplexity runs the perplexity protocol into out.
-func evalPerplexity(f *evalFlags, m *loaded, rg windowRange, out *evalResult) error {
+func evalPerplexity(f *evalFlags, m *loaded, sc *scorer, rg windowRange, out *evalResult) error {
 	var err error
 	if f.seqlen, err = windowLength(f.seqlen, m.ck.Config); err != nil {
 		return err
 	}
 	logf("eval %s: %s, seqlen %d, model %s, kernel %s", f.dataset, f.text, f.seqlen, f.model, nn.ActiveKernel())
-	r, err := perplexityLimited("model", m.w, m.tok, f.dataset, f.text, f.seqlen, rg, f.batch)
+	r, err := perplexityLimited("model", sc, m.tok, f.dataset, f.text, f.seqlen, rg, f.batch)
 	if err != nil {
 		return err
 	}

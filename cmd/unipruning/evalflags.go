@@ -11,7 +11,6 @@ import (
 	"github.com/unipruning/unipruning/eval"
 	"github.com/unipruning/unipruning/eval/tasks"
 	"github.com/unipruning/unipruning/model/tokenizer"
-	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/report"
 )
 
@@ -22,6 +21,7 @@ type evalSpec struct {
 	skipDense       bool
 	windows         string // --eval-windows A:B
 	tasks           taskFlags
+	mem             memFlags
 }
 
 // any reports whether any evaluation was asked for.
@@ -35,9 +35,13 @@ func (e *evalSpec) register(cmd *cobra.Command) {
 	fl.BoolVar(&e.skipDense, "eval-skip-dense", false, "evaluate only the pruned model (the dense figure is known)")
 	fl.StringVar(&e.windows, "eval-windows", "", "score only windows A … B−1 of each text (A:B, either side may be empty), e.g. windows no tuning saw")
 	registerTaskFlags(cmd, &e.tasks)
+	e.mem.register(fl, "eval-")
 }
 
 func (e *evalSpec) validate() error {
+	if err := e.mem.validate(); err != nil {
+		return err
+	}
 	if e.windows != "" {
 		if _, err := parseWindows("eval-windows", e.windows); err != nil {
 			return err
@@ -73,9 +77,13 @@ func (e *evalSpec) dataset(i int) string {
 }
 
 // zeroShot scores the --tasks on a model into rep (label: dense, pruned).
-func (e *evalSpec) zeroShot(label string, w *nn.Weights[float32], tok tokenizer.Tokenizer, rep *report.Report) error {
+func (e *evalSpec) zeroShot(label string, sc *scorer, tok tokenizer.Tokenizer, rep *report.Report) error {
 	if !e.tasks.enabled() {
 		return nil
+	}
+	w, err := sc.weights("zero-shot " + label)
+	if err != nil {
+		return err
 	}
 	bar := newProgress(1, "zero-shot "+label)
 	zs, err := runTasks(w, tok, &e.tasks, func(d, t int) { bar.SetTotal(t); bar.Set(d, "") })
@@ -93,17 +101,17 @@ func (e *evalSpec) zeroShot(label string, w *nn.Weights[float32], tok tokenizer.
 
 // score evaluates a model on every requested text and task into rep
 // (label: dense, pruned).
-func (e *evalSpec) score(label string, w *nn.Weights[float32], tok tokenizer.Tokenizer, tokName string, seqlen int, rep *report.Report) error {
-	evs, err := e.run(label, w, tok, tokName, seqlen)
+func (e *evalSpec) score(label string, sc *scorer, tok tokenizer.Tokenizer, tokName string, seqlen int, rep *report.Report) error {
+	evs, err := e.run(label, sc, tok, tokName, seqlen)
 	rep.Evals = append(rep.Evals, evs...)
 	if err != nil {
 		return err
 	}
-	return e.zeroShot(label, w, tok, rep)
+	return e.zeroShot(label, sc, tok, rep)
 }
 
 // run scores a model on every requested text.
-func (e *evalSpec) run(label string, w *nn.Weights[float32], tok eval.Tokenizer, tokName string, seqlen int) ([]report.Eval, error) {
+func (e *evalSpec) run(label string, sc *scorer, tok eval.Tokenizer, tokName string, seqlen int) ([]report.Eval, error) {
 	var out []report.Eval
 	if e.seqlen > 0 {
 		seqlen = e.seqlen
@@ -113,7 +121,7 @@ func (e *evalSpec) run(label string, w *nn.Weights[float32], tok eval.Tokenizer,
 		if e.windows != "" {
 			rg, _ = parseWindows("eval-windows", e.windows) // validated
 		}
-		r, err := perplexityLimited(label, w, tok, e.dataset(i), text, seqlen, rg, 0)
+		r, err := perplexityLimited(label, sc, tok, e.dataset(i), text, seqlen, rg, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -123,13 +131,13 @@ func (e *evalSpec) run(label string, w *nn.Weights[float32], tok eval.Tokenizer,
 	return out, nil
 }
 
-func perplexityOf(label string, w *nn.Weights[float32], tok eval.Tokenizer, dataset, text string, seqlen int) (report.Eval, error) {
-	return perplexityLimited(label, w, tok, dataset, text, seqlen, windowRange{}, 0)
+func perplexityOf(label string, sc *scorer, tok eval.Tokenizer, dataset, text string, seqlen int) (report.Eval, error) {
+	return perplexityLimited(label, sc, tok, dataset, text, seqlen, windowRange{}, 0)
 }
 
 // perplexityLimited scores a model on the windows rg selects (all when
 // unset), batch windows per forward pass (0: about 4096 tokens' worth).
-func perplexityLimited(label string, w *nn.Weights[float32], tok eval.Tokenizer, dataset, text string, seqlen int, rg windowRange, batch int) (report.Eval, error) {
+func perplexityLimited(label string, sc *scorer, tok eval.Tokenizer, dataset, text string, seqlen int, rg windowRange, batch int) (report.Eval, error) {
 	ws, man, err := eval.EvalWindows(dataset, text, tok, seqlen)
 	if err != nil {
 		return report.Eval{}, err
@@ -142,7 +150,7 @@ func perplexityLimited(label string, w *nn.Weights[float32], tok eval.Tokenizer,
 	}
 	start := time.Now()
 	bar := newProgress(len(ws), fmt.Sprintf("ppl %s %s", label, filepath.Base(text)))
-	res, err := eval.Perplexity(nn.NewStage(w), ws, batch, func(d, t int) { bar.Set(d, "") })
+	res, err := sc.perplexity(ws, batch, func(d, t int) { bar.Set(d, "") })
 	bar.Done()
 	if err != nil {
 		return report.Eval{}, err

@@ -158,7 +158,7 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 	if f.tokenizer == "" {
 		f.tokenizer = spec.Tokenizer
 	}
-	m, err := openModel(f.model, f.tokenizer, f.evals.any() && !f.evals.skipDense)
+	m, err := openModel(f.model, f.tokenizer, false)
 	if err != nil {
 		return nil, err
 	}
@@ -178,8 +178,8 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 		}
 	}
 	dense := &report.Report{} // the dense model's scores, shared by every target's report
-	if m.w != nil {
-		if err := f.evals.score("dense", m.w, m.tok, m.ck.TokenizerPath, spec.Seqlen, dense); err != nil {
+	if f.evals.any() && !f.evals.skipDense {
+		if err := f.evals.score("dense", newScorer(m.ck, nil, &f.evals.mem), m.tok, m.ck.TokenizerPath, spec.Seqlen, dense); err != nil {
 			return nil, err
 		}
 		m.w = nil

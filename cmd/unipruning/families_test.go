@@ -60,7 +60,7 @@ func TestPipelineModernFamilies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dense, err := perplexityOf("dense", m.w, m.tok, "wikitext2", wiki, 64)
+			dense, err := perplexityOf("dense", newScorer(m.ck, m.w, nil), m.tok, "wikitext2", wiki, 64)
 			m.ck.Close()
 			if err != nil {
 				t.Fatal(err)

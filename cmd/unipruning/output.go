@@ -99,12 +99,12 @@ func evalOutput(dir string, m *loaded, rep *report.Report, ev *evalSpec, seqlen 
 	if !ev.any() {
 		return nil
 	}
-	out, err := openModel(filepath.Join(dir, outputModelName(m.ck)), "", true)
+	out, err := openModel(filepath.Join(dir, outputModelName(m.ck)), "", false)
 	if err != nil {
 		return fmt.Errorf("reloading the pruned output: %w", err)
 	}
 	defer out.ck.Close()
-	return ev.score("pruned", out.w, out.tok, m.ck.TokenizerPath, seqlen, rep)
+	return ev.score("pruned", newScorer(out.ck, nil, &ev.mem), out.tok, m.ck.TokenizerPath, seqlen, rep)
 }
 
 // outputModelName is the model path inside an output directory.

@@ -146,7 +146,7 @@ func runPrune(f pruneFlags) error {
 		return err
 	}
 	start := time.Now()
-	m, err := openModel(f.model, f.tokenizer, f.evals.any() && !f.evals.skipDense)
+	m, err := openModel(f.model, f.tokenizer, false)
 	if err != nil {
 		return err
 	}
@@ -162,6 +162,10 @@ func runPrune(f pruneFlags) error {
 		return err
 	}
 	man.Tokenizer = m.ck.TokenizerPath
+	fp := layerwise.EstimateFootprint(m.ck.Config, len(windows), f.seqlen, cfg)
+	if err := checkFits(fmt.Sprintf("prune %s (%d windows of %d tokens, one layer resident)", cfg.Method, len(windows), f.seqlen), fp.Total()); err != nil {
+		return err
+	}
 	if f.dumpCalib != "" {
 		if err := writeJSONFile(f.dumpCalib, map[string]any{"manifest": man, "windows": windows}); err != nil {
 			return err
@@ -175,8 +179,8 @@ func runPrune(f pruneFlags) error {
 	} else {
 		rep.Sparsity = &cfg.Sparsity
 	}
-	if m.w != nil {
-		if err := f.evals.score("dense", m.w, m.tok, m.ck.TokenizerPath, f.seqlen, rep); err != nil {
+	if f.evals.any() && !f.evals.skipDense {
+		if err := f.evals.score("dense", newScorer(m.ck, nil, &f.evals.mem), m.tok, m.ck.TokenizerPath, f.seqlen, rep); err != nil {
 			return err
 		}
 		m.w = nil // free the dense copy; the engine streams layers

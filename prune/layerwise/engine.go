@@ -16,14 +16,17 @@ type engine struct {
 	cfg     Config
 	windows [][]int32
 	t       int
-	x, y    []float32 // inputs and outputs of the current layer, all windows
+	// x holds the current layer's inputs for all windows; each batch's
+	// outputs replace its inputs in place (Forward copies its input first).
+	x    []float32
+	slot *nn.Weights[float32]
 }
 
 func newEngine(ck *model.Checkpoint, windows [][]int32, cfg Config) (*engine, error) {
 	c := ck.Config
 	e := &engine{ck: ck, cfg: cfg, windows: windows, t: len(windows[0])}
 	n := len(windows) * e.t * c.Dim
-	e.x, e.y = make([]float32, n), make([]float32, n)
+	e.x = make([]float32, n)
 	w, err := nn.Load[float32](ck, nn.Part{Embed: true})
 	if err != nil {
 		return nil, err
@@ -61,7 +64,7 @@ func (e *engine) batches(f func(i, b int, toks []int32) error) error {
 // outputs with the pruned weights.
 func (e *engine) layer(l int, sink Sink) (LayerResult, error) {
 	c := e.ck.Config
-	w, err := nn.Load[float32](e.ck, nn.Part{From: l, To: l + 1})
+	w, err := e.loadLayer(l)
 	if err != nil {
 		return LayerResult{}, err
 	}
@@ -74,7 +77,7 @@ func (e *engine) layer(l int, sink Sink) (LayerResult, error) {
 			off := i * e.t * d
 			h, err := st.Forward(nil, e.x[off:off+b*e.t*d], b, e.t, false)
 			if keep {
-				copy(e.y[off:], h)
+				copy(e.x[off:], h)
 			}
 			return err
 		})
@@ -100,8 +103,26 @@ func (e *engine) layer(l int, sink Sink) (LayerResult, error) {
 	if err := run(true); err != nil {
 		return res, err
 	}
-	e.x, e.y = e.y, e.x
 	return res, nil
+}
+
+// loadLayer reads layer l into the engine's one layer slot (allocated for
+// the first layer, refilled for each next one), so memory holds one
+// layer's weights, not one per layer until the garbage collector runs.
+func (e *engine) loadLayer(l int) (*nn.Weights[float32], error) {
+	if e.slot == nil {
+		var err error
+		e.slot, err = nn.Load[float32](e.ck, nn.Part{From: l, To: l + 1})
+		return e.slot, err
+	}
+	w := e.slot
+	blk := w.Blocks[w.From]
+	if err := nn.ReadBlockInto(e.ck, l, blk); err != nil {
+		return nil, err
+	}
+	w.Blocks[w.From], w.Blocks[l] = nil, blk
+	w.From, w.To = l, l+1
+	return w, nil
 }
 
 // pruneMatrix prunes one matrix in place and returns its report and mask.

@@ -5,8 +5,9 @@
 // seven matrices are pruned, and its outputs are recomputed WITH the pruned
 // weights to become layer l+1's inputs.
 //
-// Memory is one decoder layer's weights plus the calibration activations
-// (nsamples × seqlen × dim, twice).
+// Memory is one decoder layer's weights (one reused slot) plus the
+// calibration activations (nsamples × seqlen × dim, once: each batch's
+// outputs replace its inputs), one batch's workspace and the statistics.
 package layerwise
 
 import (
