@@ -9,10 +9,13 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/unipruning/unipruning/coordinator"
 	"github.com/unipruning/unipruning/eval"
 	"github.com/unipruning/unipruning/internal/sysmem"
+	"github.com/unipruning/unipruning/job"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
+	"github.com/unipruning/unipruning/shard"
 )
 
 // Streaming modes of an evaluation (--stream).
@@ -185,6 +188,7 @@ func (s *scorer) weights(what string) (*nn.Weights[float32], error) {
 // and the budget allow (the same bits either way).
 func (s *scorer) perplexity(ws [][]int32, batch int, progress func(done, total int)) (eval.NLL, error) {
 	c, t := s.ck.Config, len(ws[0])
+	batch = min(max(1, batch), len(ws)) // estimates count the batches that run
 	offer, src, err := s.mem.budget()
 	if err != nil {
 		return eval.NLL{}, err
@@ -228,4 +232,16 @@ func (s *scorer) perplexity(ws [][]int32, batch int, progress func(done, total i
 				progress(d*len(ws)/tot, len(ws))
 			}
 		}})
+}
+
+// checkSearchFits refuses a one-process search (search, run) whose memory
+// plan (shard.PlanMemory, what search --dry-run prints) exceeds what the
+// machine or cgroup offers, before the run directory is made.
+func checkSearchFits(c *model.Config, spec job.Spec, shards int) error {
+	parts, err := coordinator.PlanSpec(c, shards, spec)
+	if err != nil {
+		return err
+	}
+	plan := shard.PlanMemory(c, spec, parts, 0)
+	return checkFits(fmt.Sprintf("search (%s, %d in-process shards, seqlen %d)", spec.Mode, len(parts), spec.Seqlen), uint64(plan.BytesTotal))
 }

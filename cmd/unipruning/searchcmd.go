@@ -141,6 +141,11 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 	if err := checkInputs(spec); err != nil {
 		return nil, err
 	}
+	if !f.dryRun { // before the lr probes, which run searches too
+		if err := checkSearchFits(ck.Config, spec, f.shards); err != nil {
+			return nil, err
+		}
+	}
 	spec, choice, err := applyLRAuto(ctx, &f, spec)
 	if err != nil {
 		return nil, err

@@ -88,8 +88,8 @@ func smallMachine(t *testing.T, limit uint64) {
 	t.Cleanup(func() { memoryLimit = old; debug.SetMemoryLimit(math.MaxInt64) })
 }
 
-// TestOneProcessMemoryChecks: on a machine too small for the job, prune
-// and eval --stream off refuse before any work with "needs X GiB, the
+// TestOneProcessMemoryChecks: on a machine too small for the job, prune,
+// search (so run) and eval --stream off refuse before any work with "needs X GiB, the
 // machine offers Y" (exit 1, no output written), while eval --stream auto
 // falls back to streaming and scores the same perplexity.
 func TestOneProcessMemoryChecks(t *testing.T) {
@@ -104,6 +104,8 @@ func TestOneProcessMemoryChecks(t *testing.T) {
 		{"prune", "--model", m, "--tokenizer", tok, "--method", "wanda", "--sparsity", "0.5", "--calib", txt,
 			"--calib-format", "lines", "--nsamples", "8", "--seqlen", "64", "--out", out},
 		append(ev, "--stream", "off"),
+		{"search", "--model", m, "--tokenizer", tok, "--calib", txt, "--calib-format", "lines", "--steps", "4",
+			"--seqlen", "64", "--out", out},
 	} {
 		err, code, _ := execute(t, args...)
 		if err == nil || code != 1 || !strings.Contains(err.Error(), "the machine offers 0.02 GiB (test limit)") {
@@ -111,7 +113,7 @@ func TestOneProcessMemoryChecks(t *testing.T) {
 		}
 	}
 	if _, err := os.Stat(out); err == nil {
-		t.Fatal("a refused prune wrote its output")
+		t.Fatal("a refused prune or search wrote its output")
 	}
 	// A machine between the streamed and the whole-model estimates: auto
 	// must stream (whole would be refused) and give the same bits.
