@@ -8,6 +8,7 @@ import (
 
 	"github.com/unipruning/unipruning/eval"
 	"github.com/unipruning/unipruning/eval/tasks"
+	"github.com/unipruning/unipruning/internal/sysmem"
 	"github.com/unipruning/unipruning/nn"
 )
 
@@ -30,6 +31,9 @@ type evalResult struct {
 	Seconds   float64       `json:"seconds"`
 	Kernel    string        `json:"kernel"`
 	ZeroShot  *tasks.Report `json:"zero_shot,omitempty"`
+	// PeakRSS is the process's peak resident set size (0 where the OS
+	// does not say), for comparing the in-memory and streamed paths.
+	PeakRSS uint64 `json:"peak_rss_bytes,omitempty"`
 }
 
 func evalCmd() *cobra.Command {
@@ -115,6 +119,8 @@ func runEval(f evalFlags) error {
 		out.ZeroShot = rep
 	}
 	out.Seconds = time.Since(start).Seconds()
+	out.PeakRSS, _ = sysmem.PeakRSS()
+	logf("peak RSS %.2f GiB", float64(out.PeakRSS)/(1<<30))
 	if f.json {
 		return printJSON(out)
 	}
