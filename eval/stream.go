@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
@@ -58,9 +59,15 @@ func PerplexityStreamed(ck *model.Checkpoint, windows [][]int32, opt StreamOptio
 		return res, err
 	}
 	step()
+	// Collect between phases: the embedding (or the layer slot) is garbage
+	// now, and without a collection the next phase's allocation would add
+	// to it instead of reusing its memory (the heap may grow to twice the
+	// live data before the collector runs on its own).
+	runtime.GC()
 	if err := s.layers(step); err != nil {
 		return res, err
 	}
+	runtime.GC()
 	if res, err = s.head(); err != nil {
 		return res, err
 	}

@@ -3,6 +3,7 @@ package layerwise
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/model/safetensors"
@@ -37,6 +38,9 @@ func newEngine(ck *model.Checkpoint, windows [][]int32, cfg Config) (*engine, er
 		copy(e.x[i*e.t*c.Dim:], h)
 		return err
 	})
+	// The embedding is garbage now: collect it before the first layer is
+	// allocated, so that layer reuses its memory instead of adding to it.
+	runtime.GC()
 	return e, err
 }
 
