@@ -21,7 +21,7 @@ DEMO ?= ./scripts/demo.sh
 TAGS ?= $(if $(shell ls $(OPENBLAS_LIBS) 2>/dev/null | head -1),openblas,)
 GOFLAGS_TAGS = $(if $(TAGS),-tags $(TAGS),)
 
-.PHONY: all setup build test test-short vet fmt demo bench bench-search fuzz results clean static chaos
+.PHONY: all setup build test test-short vet fmt demo bench bench-search fuzz results clean static chaos bench-stream
 
 all: build
 
@@ -86,3 +86,10 @@ clean:
 ## results: regenerate the perplexity tables and charts (docs/results.md, docs/img)
 results: build
 	./scripts/results.sh
+
+## bench-stream: peak RSS of whole-model vs layer-streamed eval and of the layer-wise prune on
+## synthetic 110M/374M/1.1B models, then the 1.1B model's eval and prune in memory-limited
+## containers (docs/benchmarks.md, "Memory: …"; ≈30 min on a loaded 2-core machine)
+bench-stream: build
+	./scripts/scale-stream.sh
+	./scripts/scale-stream-docker.sh

@@ -8,6 +8,8 @@
 #                               loads the whole model and is OOM-killed (exit 137)
 #   3. --stream auto            streams layer by layer and completes (peak RSS in the JSON)
 #   4. --stream on --spill-dir  the same with the activations on disk
+#   5. the same static binary on the host, no limit, --stream off: the
+#      reference perplexity the streamed runs must equal bit for bit
 # The image is the FROM scratch one of the Dockerfile (static pure-Go binary,
 # gonum kernel), tagged unipruning:stream.
 set -uo pipefail
@@ -46,3 +48,26 @@ run refuse --stream off
 run oom --stream off --memory 64GiB
 run stream --stream auto
 run spill --stream on --spill-dir /spill
+start=$SECONDS
+bin/unipruning-static eval --model "$MODEL" --dataset wikitext2 --text "$DATA/text/wikitext-2-raw/wiki.test.raw" \
+	--seqlen 128 --limit 2 --batch 2 --json --stream off >"$WORK/host-whole.json" 2>"$WORK/host-whole.log"
+rc=$?
+rss=$(grep -o '"peak_rss_bytes": [0-9]*' "$WORK/host-whole.json" | cut -d' ' -f2)
+ppl=$(grep -o '"ppl": [0-9.e+]*' "$WORK/host-whole.json" | cut -d' ' -f2)
+printf '| host, no limit | --stream off | exit %d | %s | %s | %ds |\n' "$rc" \
+	"$(awk -v b="${rss:-0}" 'BEGIN{printf "%.0f MiB", b/1048576}')" "${ppl:--}" $((SECONDS - start))
+# 6. the layer-wise baseline prune of the same model under $PRUNE_LIMIT
+#    (default 1g: a quarter of the float32 model): one layer resident.
+if [ "${PRUNE:-1}" = 1 ]; then
+	PRUNE_LIMIT=${PRUNE_LIMIT:-1g}
+	rm -rf "$WORK/docker-spill/pruned"
+	start=$SECONDS
+	docker run --rm --memory "$PRUNE_LIMIT" --memory-swap "$PRUNE_LIMIT" \
+		-v "$MODEL:/model:ro" -v "$DATA/text/wikitext-2-raw:/text:ro" -v "$WORK/docker-spill:/spill" \
+		"$IMAGE" prune --model /model --method wanda --sparsity 0.5 --calib /text/wiki.test.raw --calib-format lines \
+		--nsamples 2 --seqlen 128 --batch 2 --out /spill/pruned >"$WORK/docker-prune.out" 2>"$WORK/docker-prune.log"
+	rc=$?
+	printf '| prune wanda 50%% under %s | --nsamples 2 --seqlen 128 | exit %d | - | - | %ds |\n' "$PRUNE_LIMIT" "$rc" $((SECONDS - start))
+	grep -E "needs|offers" "$WORK/docker-prune.log" | sed 's/^/    /' >&2
+	rm -rf "$WORK/docker-spill/pruned"
+fi
