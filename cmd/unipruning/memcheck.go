@@ -245,3 +245,31 @@ func checkSearchFits(c *model.Config, spec job.Spec, shards int) error {
 	plan := shard.PlanMemory(c, spec, parts, 0)
 	return checkFits(fmt.Sprintf("search (%s, %d in-process shards, seqlen %d)", spec.Mode, len(parts), spec.Seqlen), uint64(plan.BytesTotal))
 }
+
+// saveFootprint estimates writing a pruned output (model.SaveLike): one
+// tensor at a time as stored bytes and as float32, plus a pruned target's
+// float32 and byte copies read back from the spill, plus the bit-packed
+// masks of every target and the fixed allowance.
+func saveFootprint(ck *model.Checkpoint) uint64 {
+	var largest, target, targets uint64
+	for _, t := range ck.Tensors() {
+		n := uint64(t.Elements())
+		largest = max(largest, n*(4+storedSize(t.DType)))
+	}
+	for _, t := range model.Targets(ck.Config) {
+		out, in := t.Matrix.Shape(ck.Config)
+		n := uint64(out) * uint64(in)
+		target, targets = max(target, n), targets+n
+	}
+	return largest + 8*target + targets/8 + 96<<20
+}
+
+func storedSize(dtype string) uint64 {
+	switch dtype {
+	case "F32":
+		return 4
+	case "F64":
+		return 8
+	}
+	return 2
+}

@@ -162,8 +162,8 @@ func runPrune(f pruneFlags) error {
 		return err
 	}
 	man.Tokenizer = m.ck.TokenizerPath
-	fp := layerwise.EstimateFootprint(m.ck.Config, len(windows), f.seqlen, cfg)
-	if err := checkFits(fmt.Sprintf("prune %s (%d windows of %d tokens, one layer resident)", cfg.Method, len(windows), f.seqlen), fp.Total()); err != nil {
+	need := max(layerwise.EstimateFootprint(m.ck.Config, len(windows), f.seqlen, cfg).Total(), saveFootprint(m.ck))
+	if err := checkFits(fmt.Sprintf("prune %s (%d windows of %d tokens, one layer resident)", cfg.Method, len(windows), f.seqlen), need); err != nil {
 		return err
 	}
 	if f.dumpCalib != "" {
