@@ -49,7 +49,9 @@ func layerParams(c *model.Config) int64 {
 
 // workspace is what the stage holds for one batch (layer, attention and
 // head buffers).
-func workspace(c *model.Config, b, t int) uint64 { return nn.StageWorkspaceBytes(c, b, t, true) }
+func workspace(c *model.Config, b, t int) uint64 {
+	return uint64(nn.PlanStageMemory[float32](c, nn.Whole(c), b, t, 0, false).Workspace)
+}
 
 // InMemoryFootprint is Perplexity's: the whole model as float32.
 func InMemoryFootprint(c *model.Config, windows, t, batch int) Footprint {

@@ -107,6 +107,10 @@ func notEnough(what string, need, offer uint64, source string) error {
 	return fmt.Errorf("%s needs %s, the machine offers %s (%s)", what, gib(need), gib(offer), source)
 }
 
+// fixedAllowance is what every check adds for the Go runtime, the
+// tokenizer and the texts (the same as eval's and layerwise's estimates).
+const fixedAllowance = 96 << 20
+
 func gib(b uint64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }
 
 // checkFits refuses a one-process command whose estimated footprint
@@ -243,7 +247,10 @@ func checkSearchFits(c *model.Config, spec job.Spec, shards int) error {
 		return err
 	}
 	plan := shard.PlanMemory(c, spec, parts, 0)
-	return checkFits(fmt.Sprintf("search (%s, %d in-process shards, seqlen %d)", spec.Mode, len(parts), spec.Seqlen), uint64(plan.BytesTotal))
+	// + the allowance the eval and prune checks make for the Go runtime,
+	// the tokenizer and the calibration text, which the plan leaves out
+	return checkFits(fmt.Sprintf("search (%s, %d in-process shards, seqlen %d)", spec.Mode, len(parts), spec.Seqlen),
+		uint64(plan.BytesTotal)+fixedAllowance)
 }
 
 // saveFootprint estimates writing a pruned output (model.SaveLike): one
@@ -261,7 +268,7 @@ func saveFootprint(ck *model.Checkpoint) uint64 {
 		n := uint64(out) * uint64(in)
 		target, targets = max(target, n), targets+n
 	}
-	return largest + 8*target + targets/8 + 96<<20
+	return largest + 8*target + targets/8 + fixedAllowance
 }
 
 func storedSize(dtype string) uint64 {

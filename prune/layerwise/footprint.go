@@ -42,7 +42,7 @@ func EstimateFootprint(c *model.Config, windows, t int, cfg Config) Footprint {
 		Embed:       4 * uint64(c.Vocab) * uint64(c.Dim),
 		Layer:       4 * layer,
 		Activations: 4 * uint64(windows) * uint64(t) * uint64(c.Dim),
-		Workspace:   nn.StageWorkspaceBytes(c, min(cfg.Batch, windows), t, false),
+		Workspace:   uint64(nn.PlanStageMemory[float32](c, nn.Part{From: 0, To: 1}, min(cfg.Batch, windows), t, 0, false).Workspace),
 		Fixed:       96 << 20,
 	}
 	for _, w := range widths {
