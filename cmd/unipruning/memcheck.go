@@ -79,23 +79,20 @@ func (m *memFlags) budget() (uint64, string, error) {
 }
 
 // machineMemory is the machine's RAM or the cgroup limit, whichever is
-// smaller. It also tells the Go runtime, so the garbage collector works
-// harder near the limit instead of letting the heap double past it
-// (unless GOMEMLIMIT says otherwise).
-func machineMemory() (uint64, string, error) {
-	lim, src, err := memoryLimit()
-	if err != nil {
-		return 0, "", err
-	}
-	return lim, src, nil
-}
+// smaller.
+func machineMemory() (uint64, string, error) { return memoryLimit() }
 
 // memoryLimit is what the machine offers (a variable so tests can shrink
 // the machine).
 var memoryLimit = sysmem.MemoryLimit
 
-// setGoLimit caps the Go heap at the budget (GOMEMLIMIT, when set, wins).
+// setGoLimit tells the Go runtime the budget (never above what the machine
+// offers), so the collector works harder near it instead of letting the
+// heap grow to twice the live data past it. GOMEMLIMIT, when set, wins.
 func setGoLimit(budget uint64) {
+	if lim, _, err := memoryLimit(); err == nil {
+		budget = min(budget, lim)
+	}
 	if os.Getenv("GOMEMLIMIT") == "" && budget > 0 && budget < 1<<62 {
 		debug.SetMemoryLimit(int64(budget))
 	}
