@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/unipruning/unipruning/internal/sysmem"
+	"github.com/unipruning/unipruning/job"
+	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/nn"
 	"github.com/unipruning/unipruning/shardrpc"
 )
@@ -15,6 +17,21 @@ import (
 type chunkRun struct {
 	ch *nn.Chunked[float32]
 	dh []float32
+}
+
+// stageMemory is the stage's share of PlanMemory: nn.PlanStageMemory, or
+// for a chunked search nn.PlanChunkedMemory plus the window's output
+// gradient the head's shard keeps (chunkRun.dh).
+func stageMemory(c *model.Config, spec job.Spec, p nn.Part, workers int) nn.StageMemory {
+	train := spec.Trains()
+	if spec.Chunk <= 0 || spec.Chunk >= spec.Seqlen {
+		return nn.PlanStageMemory[float32](c, p, 1, spec.Seqlen, workers, train)
+	}
+	m := nn.PlanChunkedMemory[float32](c, p, spec.Seqlen, spec.Chunk, workers, train)
+	if p.Head && train {
+		m.Workspace += 4 * int64(spec.Seqlen) * int64(c.Dim)
+	}
+	return m
 }
 
 // Pipe tags of chunked steps. A pipe orders messages by one increasing

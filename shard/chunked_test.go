@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/unipruning/unipruning/job"
+	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/prune/statefile"
 	"github.com/unipruning/unipruning/shard"
 	"github.com/unipruning/unipruning/shardrpc"
@@ -174,5 +175,38 @@ func TestChunkedPhases(t *testing.T) {
 		if !(p.Forward > 0 && p.Backward > 0) {
 			t.Errorf("%s: phases %+v lack the chunked forward or backward", api.ID(), p)
 		}
+	}
+}
+
+// TestChunkedMemoryPlan: the memory plan of a chunked search counts the
+// window's K/V (and their gradients) per layer with the kept inputs.
+func TestChunkedMemoryPlan(t *testing.T) {
+	spec := chunkedSpec(t, job.ModeGlobal)
+	ck, err := model.Open(spec.Model, spec.Tokenizer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	c := ck.Config
+	parts := storiesParts(t, spec, 2)
+	item := func(p shard.MemoryPlan, name string) int64 {
+		for _, it := range p.Items {
+			if it.Name == name {
+				return it.Bytes
+			}
+		}
+		t.Fatalf("no item %q in %+v", name, p.Items)
+		return 0
+	}
+	const act = "activations (layer inputs kept for backward)"
+	chunked := item(shard.PlanMemory(c, spec, parts, 2), act)
+	T, L := int64(spec.Seqlen), int64(c.Layers)
+	if want := 4 * L * (T*int64(c.Dim) + 4*T*int64(c.KVDim())); chunked != want {
+		t.Fatalf("chunked activations %d bytes, want %d (inputs, K, V and their gradients)", chunked, want)
+	}
+	plain := spec
+	plain.Chunk = 0
+	if got := item(shard.PlanMemory(c, plain, parts, 2), act); got != 4*L*T*int64(c.Dim) {
+		t.Fatalf("unchunked activations %d bytes, want the inputs' %d", got, 4*L*T*int64(c.Dim))
 	}
 }

@@ -126,7 +126,7 @@ func planShard(c *model.Config, spec job.Spec, p nn.Part, workers int) ShardMemo
 	add("first step (int32)", f32*targets)
 	add("scores (one matrix per goroutine)", f32*largest*int64(min(workers, (p.To-p.From)*int(model.NumMatrices))))
 	add("activation statistics", stats)
-	sm := nn.PlanStageMemory[float32](c, p, 1, spec.Seqlen, workers, train)
+	sm := stageMemory(c, spec, p, workers)
 	add("activations (layer inputs kept for backward)", sm.Activations)
 	add("workspace (layer, attention, head)", sm.Workspace)
 	if p.Embed || p.Head {
