@@ -128,13 +128,21 @@ func probs[T Float](p, q, kt []T, a attnShape, r0, r1 int) {
 // window, exact zeros elsewhere, and inv[i] with 1/Σ of row i.
 func expScores[T Float](p, q, kt []T, a attnShape, r0, r1 int, inv []float64) {
 	scale := T(1 / math.Sqrt(float64(a.hd)))
-	fast := isF32[T]()
 	Gemm(false, false, r1-r0, r1, a.hd, scale, q[r0*a.qdim():], a.qdim(), kt, a.T, 0, p, r1)
+	expRows(p, a.window, r0, r1, inv)
+}
+
+// expRows turns the raw scores p of query rows [r0, r1) against keys
+// [0, r1) (row stride r1) into exp(score − row max) on the causal (and
+// sliding, window > 0) window, exact zeros elsewhere, and inv[i] into
+// 1/Σ of row i.
+func expRows[T Float](p []T, window, r0, r1 int, inv []float64) {
+	fast := isF32[T]()
 	for i := r0; i < r1; i++ {
 		row := p[(i-r0)*r1 : (i-r0+1)*r1]
 		lo := 0
-		if a.window > 0 && i-a.window+1 > 0 {
-			lo = i - a.window + 1
+		if window > 0 && i-window+1 > 0 {
+			lo = i - window + 1
 		}
 		mx := row[lo]
 		for _, x := range row[lo : i+1] {

@@ -36,33 +36,8 @@ func forEachKVGroup[T Float](a attnShape, scratch []chunkScratch[T], f func(g in
 // 1/Σ of each row.
 func chunkScores[T Float](p, q, k []T, a attnShape, r0, r1 int, inv []float64) {
 	scale := T(1 / math.Sqrt(float64(a.hd)))
-	fast := isF32[T]()
 	Gemm(false, true, r1-r0, r1, a.hd, scale, q, a.qdim(), k, a.kvdim(), 0, p, r1)
-	for i := r0; i < r1; i++ {
-		row := p[(i-r0)*r1 : (i-r0+1)*r1]
-		lo := 0
-		if a.window > 0 && i-a.window+1 > 0 {
-			lo = i - a.window + 1
-		}
-		mx := row[lo]
-		for _, x := range row[lo : i+1] {
-			mx = max(mx, x)
-		}
-		var sum float64
-		for j := lo; j <= i; j++ {
-			var e float64
-			if fast { // the fast exponential for float32, as in attention
-				e = expNeg(float64(row[j] - mx))
-			} else {
-				e = math.Exp(float64(row[j] - mx))
-			}
-			row[j] = T(e)
-			sum += e
-		}
-		inv[i-r0] = 1 / sum
-		clear(row[:lo])
-		clear(row[i+1:])
-	}
+	expRows(p, a.window, r0, r1, inv)
 }
 
 // chunkAttention writes out ((p1−p0) × QDim) = softmax(Q·Kᵀ/√hd + mask)·V

@@ -52,11 +52,45 @@ func newLayerWork[T Float](c *model.Config, n int, grad bool) *layerWork[T] {
 // result to out. The intermediates stay in w for a following backward.
 func (s *Stage[T]) layerForward(l int, out, x []T, obs Observer[T]) {
 	c, blk, w := s.W.Cfg, s.W.Blocks[l], s.work
-	n, d := s.B*s.T, c.Dim
+	n := s.B * s.T
+	w.qkvForward(c, l, blk, x, n, obs)
+	ropeApply(s.rope, w.q, n, c.QDim(), s.T, 1)
+	ropeApply(s.rope, w.k, n, c.KVDim(), s.T, 1)
+	attention(w.att, w.q, w.k, w.v, s.attn(), s.scratch)
+	w.outForward(c, l, blk, out, x, n, obs)
+}
+
+// layerBackward recomputes layer l from its input x, then turns dOut (the
+// gradient of the layer's output) into dx (overwritten) and accumulates
+// the parameter gradients of the layer into s.G.
+func (s *Stage[T]) layerBackward(l int, dx, dOut, x []T) {
+	c, blk, w := s.W.Cfg, s.W.Blocks[l], s.work
+	n := s.B * s.T
+	s.layerForward(l, s.tmpOut, x, nil)
+	gb := s.G.Blocks[l]
+	w.outBackward(c, blk, gb, dx, dOut, n)
+	clear(w.dq[:n*c.QDim()])
+	clear(w.dk[:n*c.KVDim()])
+	clear(w.dv[:n*c.KVDim()])
+	attentionBackward(w.dq, w.dk, w.dv, w.datt, w.q, w.k, w.v, s.attn(), s.scratch)
+	ropeApply(s.rope, w.dq, n, c.QDim(), s.T, -1)
+	ropeApply(s.rope, w.dk, n, c.KVDim(), s.T, -1)
+	w.qkvBackward(c, blk, gb, dx, x, n)
+}
+
+// The decoder layer around its attention, shared by the whole-window
+// Stage and the Chunked schedule (which differ only in how attention and
+// RoPE see positions): qkvForward/outForward before and after attention,
+// outBackward/qkvBackward their gradients.
+
+// qkvForward sets h1 = RMSNorm(x) and the q, k, v projections of n rows
+// (with Qwen3's per-head q/k norms), before RoPE.
+func (w *layerWork[T]) qkvForward(c *model.Config, l int, blk *Block[T], x []T, n int, obs Observer[T]) {
+	d := c.Dim
 	rmsNorm(w.h1, x, blk.AttnNorm, w.inv1, n, d, c.NormEps)
-	for _, m := range []model.Matrix{model.Q, model.K, model.V} {
-		if obs != nil {
-			obs.Observe(l, m, w.h1, n, d)
+	if obs != nil {
+		for _, m := range []model.Matrix{model.Q, model.K, model.V} {
+			obs.Observe(l, m, w.h1[:n*d], n, d)
 		}
 	}
 	if c.QKNorm { // Qwen3: RMSNorm over each head of q and k, before RoPE
@@ -69,11 +103,14 @@ func (s *Stage[T]) layerForward(l int, out, x []T, obs Observer[T]) {
 		linear(w.k, w.h1, &blk.Lin[model.K], n)
 	}
 	linear(w.v, w.h1, &blk.Lin[model.V], n)
-	ropeApply(s.rope, w.q, n, c.QDim(), s.T, 1)
-	ropeApply(s.rope, w.k, n, c.KVDim(), s.T, 1)
-	attention(w.att, w.q, w.k, w.v, s.attn(), s.scratch)
+}
+
+// outForward turns the attention output w.att into the layer's output:
+// xmid = x + O(att), out = xmid + Down(silu(Gate h2)·Up h2), h2 = RMSNorm(xmid).
+func (w *layerWork[T]) outForward(c *model.Config, l int, blk *Block[T], out, x []T, n int, obs Observer[T]) {
+	d := c.Dim
 	if obs != nil {
-		obs.Observe(l, model.O, w.att, n, c.QDim())
+		obs.Observe(l, model.O, w.att[:n*c.QDim()], n, c.QDim())
 	}
 	linear(w.xmid, w.att, &blk.Lin[model.O], n)
 	for i := range w.xmid[:n*d] {
@@ -81,14 +118,14 @@ func (s *Stage[T]) layerForward(l int, out, x []T, obs Observer[T]) {
 	}
 	rmsNorm(w.h2, w.xmid, blk.MLPNorm, w.inv2, n, d, c.NormEps)
 	if obs != nil {
-		obs.Observe(l, model.Gate, w.h2, n, d)
-		obs.Observe(l, model.Up, w.h2, n, d)
+		obs.Observe(l, model.Gate, w.h2[:n*d], n, d)
+		obs.Observe(l, model.Up, w.h2[:n*d], n, d)
 	}
 	linear(w.g, w.h2, &blk.Lin[model.Gate], n)
 	linear(w.u, w.h2, &blk.Lin[model.Up], n)
 	swiglu(w.m[:n*c.Hidden], w.g, w.u)
 	if obs != nil {
-		obs.Observe(l, model.Down, w.m, n, c.Hidden)
+		obs.Observe(l, model.Down, w.m[:n*c.Hidden], n, c.Hidden)
 	}
 	linear(out, w.m, &blk.Lin[model.Down], n)
 	for i := range out[:n*d] {
@@ -96,15 +133,11 @@ func (s *Stage[T]) layerForward(l int, out, x []T, obs Observer[T]) {
 	}
 }
 
-// layerBackward recomputes layer l from its input x, then turns dOut (the
-// gradient of the layer's output) into dx (overwritten) and accumulates
-// the parameter gradients of the layer into s.G.
-func (s *Stage[T]) layerBackward(l int, dx, dOut, x []T) {
-	c, blk, w := s.W.Cfg, s.W.Blocks[l], s.work
-	n, d := s.B*s.T, c.Dim
-	s.layerForward(l, s.tmpOut, x, nil)
-	gb := s.G.Blocks[l]
-	// MLP: out = xmid + Down(silu(Gate h2)·Up h2)
+// outBackward is outForward's gradient: from dOut it sets dx to the
+// residual path's gradient (dxmid) and w.datt to the attention output's,
+// accumulating the MLP, its norm's and O's parameter gradients into gb.
+func (w *layerWork[T]) outBackward(c *model.Config, blk, gb *Block[T], dx, dOut []T, n int) {
+	d := c.Dim
 	copy(w.dxmid[:n*d], dOut[:n*d])
 	clear(w.dm[:n*c.Hidden])
 	linearBackward(w.dm, dOut, w.m, &blk.Lin[model.Down], &gb.Lin[model.Down], n)
@@ -113,19 +146,19 @@ func (s *Stage[T]) layerBackward(l int, dx, dOut, x []T) {
 	linearBackward(w.dh, w.dg, w.h2, &blk.Lin[model.Gate], &gb.Lin[model.Gate], n)
 	linearBackward(w.dh, w.du, w.h2, &blk.Lin[model.Up], &gb.Lin[model.Up], n)
 	rmsNormBackward(w.dxmid, w.dh, w.xmid, blk.MLPNorm, gb.MLPNorm, w.inv2, n, d)
-	// attention: xmid = x + O(att)
 	copy(dx[:n*d], w.dxmid[:n*d])
 	clear(w.datt[:n*c.QDim()])
 	linearBackward(w.datt, w.dxmid, w.att, &blk.Lin[model.O], &gb.Lin[model.O], n)
-	clear(w.dq[:n*c.QDim()])
-	clear(w.dk[:n*c.KVDim()])
-	clear(w.dv[:n*c.KVDim()])
-	attentionBackward(w.dq, w.dk, w.dv, w.datt, w.q, w.k, w.v, s.attn(), s.scratch)
-	ropeApply(s.rope, w.dq, n, c.QDim(), s.T, -1)
-	ropeApply(s.rope, w.dk, n, c.KVDim(), s.T, -1)
+}
+
+// qkvBackward is qkvForward's gradient: from w.dq, w.dk (RoPE already
+// undone) and w.dv it adds the input's gradient to dx and accumulates the
+// projections' and norms' parameter gradients into gb.
+func (w *layerWork[T]) qkvBackward(c *model.Config, blk, gb *Block[T], dx, x []T, n int) {
+	d, qd, kd := c.Dim, c.QDim(), c.KVDim()
 	dq, dk := w.dq, w.dk
 	if c.QKNorm {
-		dq, dk = w.dqr[:n*c.QDim()], w.dkr[:n*c.KVDim()]
+		dq, dk = w.dqr[:n*qd], w.dkr[:n*kd]
 		clear(dq)
 		clear(dk)
 		rmsNormBackward(dq, w.dq, w.qr, blk.QNorm, gb.QNorm, w.invq, n*c.Heads, c.HeadDim)

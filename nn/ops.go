@@ -67,14 +67,21 @@ func NewRope(invFreq []float64, maxPos int, interleaved bool) *Rope {
 // MaxPos is the number of positions the tables cover.
 func (r *Rope) MaxPos() int { return len(r.cos) / r.half }
 
-// apply rotates every head (width 2·half) of the n rows of x (width w);
-// row r has position r mod t. sign = -1 applies the inverse rotation, which
-// is the backward pass of the rotation.
-
+// ropeApply rotates every head (width 2·half) of the n rows of x (width
+// w); row r has position r mod t. sign = -1 applies the inverse rotation,
+// which is the backward pass of the rotation.
 func ropeApply[T Float](r *Rope, x []T, n, w, t int, sign float64) {
+	for r0 := 0; r0 < n; r0 += t { // each window restarts at position 0
+		ropeAt(r, x[r0*w:], min(t, n-r0), w, 0, sign)
+	}
+}
+
+// ropeAt rotates the heads of n rows of x (width w) at positions p0,
+// p0+1, … (a chunk of a window); sign as for ropeApply.
+func ropeAt[T Float](r *Rope, x []T, n, w, p0 int, sign float64) {
 	hd := 2 * r.half
 	for row := 0; row < n; row++ {
-		p := row % t
+		p := p0 + row
 		cs, sn := r.cos[p*r.half:(p+1)*r.half], r.sin[p*r.half:(p+1)*r.half]
 		for h := 0; h+hd <= w; h += hd {
 			head := x[row*w+h : row*w+h+hd]
