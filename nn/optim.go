@@ -16,33 +16,15 @@ var SearchAdam = AdamConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-10, WeightDecay: 0
 // corrections, w ← w − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + eps). Each element is
 // computed in float64 and stored in T.
 func AdamW[T Float](w, g, m, v []T, lr float64, step int, c AdamConfig) {
-	bc1 := 1 - math.Pow(c.Beta1, float64(step))
-	bc2sqrt := math.Sqrt(1 - math.Pow(c.Beta2, float64(step)))
-	stepSize := lr / bc1
-	decay := 1 - lr*c.WeightDecay
-	for i, gi := range g {
-		gv := float64(gi)
-		mi := T(c.Beta1*float64(m[i]) + (1-c.Beta1)*gv)
-		vi := T(c.Beta2*float64(v[i]) + (1-c.Beta2)*gv*gv)
-		m[i], v[i] = mi, vi
-		denom := math.Sqrt(float64(vi))/bc2sqrt + c.Eps
-		wi := float64(w[i])
-		if c.WeightDecay != 0 {
-			wi *= decay
-		}
-		w[i] = T(wi - stepSize*float64(mi)/denom)
-	}
+	AdamWClipped(w, g, m, v, lr, step, c, 1)
 }
 
 // AdamWClipped is Scale(g, clip) followed by AdamW, fused into one pass
 // that leaves g as it was: each element of g is scaled and rounded to T
 // exactly as Scale stores it, then used at once. It gives bitwise the
-// weights and moments of the two calls.
+// weights and moments of the two calls (with clip = 1 the rounding is
+// exact: AdamW itself).
 func AdamWClipped[T Float](w, g, m, v []T, lr float64, step int, c AdamConfig, clip float64) {
-	if clip == 1 {
-		AdamW(w, g, m, v, lr, step, c)
-		return
-	}
 	bc1 := 1 - math.Pow(c.Beta1, float64(step))
 	bc2sqrt := math.Sqrt(1 - math.Pow(c.Beta2, float64(step)))
 	stepSize := lr / bc1
