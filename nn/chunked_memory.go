@@ -21,7 +21,7 @@ func PlanChunkedMemory[T Float](c *model.Config, p Part, t, chunk, workers int, 
 	var zero T
 	e := int64(sizeOf(zero))
 	n, tt := int64(chunk), int64(t)
-	d, qd, kd, hd := int64(c.Dim), int64(c.QDim()), int64(c.KVDim()), int64(c.Hidden)
+	d, kd := int64(c.Dim), int64(c.KVDim())
 	layers := int64(p.To - p.From)
 	var m StageMemory
 	m.Activations = layers * 2 * tt * kd * e
@@ -29,18 +29,7 @@ func PlanChunkedMemory[T Float](c *model.Config, p Part, t, chunk, workers int, 
 		m.Activations += layers * (tt*d + 2*tt*kd) * e
 	}
 	// layerWork for chunk rows (allocated even by a stage of no layers)
-	vals := n * (3*d + 2*qd + 2*kd + 3*hd)
-	f64 := 2 * n
-	if grad {
-		vals += n * (2*d + 2*qd + 2*kd + 3*hd)
-	}
-	if c.QKNorm {
-		vals += n * (qd + kd)
-		f64 += n * int64(c.Heads+c.KVHeads)
-		if grad {
-			vals += n * (qd + kd)
-		}
-	}
+	vals, f64 := layerWorkSize(c, n, grad)
 	vals += 5 * n * d // fwd, bwd ping-pong and tmpOut
 	blk := int64(min(attnBlock, t))
 	sv := blk * tt
@@ -51,12 +40,7 @@ func PlanChunkedMemory[T Float](c *model.Config, p Part, t, chunk, workers int, 
 	f64 += int64(workers) * blk
 	m.Workspace = vals*e + f64*8 + 4*tt // + the window's token ids
 	if p.Head {
-		rows := min(int64(max(1, headChunkValues/c.Vocab)), n)
-		w := int64(min(workers, headWorkersMax))
-		if chunks := (n + rows - 1) / rows; chunks < w {
-			w = chunks
-		}
-		m.Workspace += 3*n*d*e + 8*n + w*rows*int64(c.Vocab)*e
+		m.Workspace += headBytes(c, n, workers, e)
 	}
 	return m
 }

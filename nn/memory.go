@@ -32,28 +32,15 @@ func PlanStageMemory[T Float](c *model.Config, p Part, b, t, workers int, grad b
 	var zero T
 	e := int64(sizeOf(zero))
 	n := int64(b * t)
-	d, qd, kd, hd := int64(c.Dim), int64(c.QDim()), int64(c.KVDim()), int64(c.Hidden)
+	d := int64(c.Dim)
 	var m StageMemory
 	layers := int64(p.To - p.From)
 	if layers > 0 {
 		if grad {
 			m.Activations = layers * n * d * e
 		}
-		// layerWork
-		vals := n * (3*d + 2*qd + 2*kd + 3*hd)
-		f64 := 2 * n
-		if grad {
-			vals += n * (2*d + 2*qd + 2*kd + 3*hd)
-		}
-		if c.QKNorm {
-			vals += n * (qd + kd)
-			f64 += n * int64(c.Heads+c.KVHeads)
-			if grad {
-				vals += n * (qd + kd)
-			}
-		}
-		// fwd, bwd ping-pong and tmpOut
-		vals += 5 * n * d
+		vals, f64 := layerWorkSize(c, n, grad)
+		vals += 5 * n * d // fwd, bwd ping-pong and tmpOut
 		// attention scratch per worker
 		blk, tt, hdim := int64(min(attnBlock, t)), int64(t), int64(c.HeadDim)
 		sv := blk*tt + 2*hdim*tt + hdim*blk
@@ -66,17 +53,40 @@ func PlanStageMemory[T Float](c *model.Config, p Part, b, t, workers int, grad b
 		m.Workspace += vals*e + f64*8
 	}
 	if p.Head {
-		rows := int64(max(1, headChunkValues/c.Vocab))
-		if rows > n {
-			rows = n
-		}
-		w := int64(min(workers, headWorkersMax))
-		if chunks := (n + rows - 1) / rows; chunks < w {
-			w = chunks
-		}
-		m.Workspace += 3*n*d*e + 8*n + w*rows*int64(c.Vocab)*e
+		m.Workspace += headBytes(c, n, workers, e)
 	}
 	return m
+}
+
+// layerWorkSize is what newLayerWork allocates for n rows: values of T
+// and float64s.
+func layerWorkSize(c *model.Config, n int64, grad bool) (vals, f64 int64) {
+	d, qd, kd, hd := int64(c.Dim), int64(c.QDim()), int64(c.KVDim()), int64(c.Hidden)
+	vals = n * (3*d + 2*qd + 2*kd + 3*hd)
+	f64 = 2 * n
+	if grad {
+		vals += n * (2*d + 2*qd + 2*kd + 3*hd)
+	}
+	if c.QKNorm {
+		vals += n * (qd + kd)
+		f64 += n * int64(c.Heads+c.KVHeads)
+		if grad {
+			vals += n * (qd + kd)
+		}
+	}
+	return vals, f64
+}
+
+// headBytes is what the LM head's buffers take for n rows (elements of e
+// bytes): normalised states and their gradient, the per-row sums and the
+// logit chunks of its workers.
+func headBytes(c *model.Config, n int64, workers int, e int64) int64 {
+	rows := min(int64(max(1, headChunkValues/c.Vocab)), n)
+	w := int64(min(workers, headWorkersMax))
+	if chunks := (n + rows - 1) / rows; chunks < w {
+		w = chunks
+	}
+	return 3*n*int64(c.Dim)*e + 8*n + w*rows*int64(c.Vocab)*e
 }
 
 func sizeOf[T Float](T) int {
