@@ -7,22 +7,8 @@ import "github.com/unipruning/unipruning/model"
 // layer l. Streaming code keeps one such slot and reuses it for every
 // layer, so the heap holds one layer's weights however many it visits.
 func ReadBlockInto(ck *model.Checkpoint, l int, blk *Block[float32]) error {
-	c := ck.Config
-	names := []string{model.AttnNormName(l), model.MLPNormName(l)}
-	dsts := [][]float32{blk.AttnNorm, blk.MLPNorm}
-	if c.QKNorm {
-		names = append(names, model.QNormName(l), model.KNormName(l))
-		dsts = append(dsts, blk.QNorm, blk.KNorm)
-	}
-	for m := model.Matrix(0); m < model.NumMatrices; m++ {
-		t := model.Target{Layer: l, Matrix: m}
-		names, dsts = append(names, t.TensorName()), append(dsts, blk.Lin[m].W)
-		if blk.Lin[m].B != nil {
-			names, dsts = append(names, t.BiasName()), append(dsts, blk.Lin[m].B)
-		}
-	}
-	for i, name := range names {
-		if err := ck.ReadInto(name, dsts[i]); err != nil {
+	for _, t := range blockTensors(ck.Config, l, blk) {
+		if err := ck.ReadInto(t.name, *t.dst); err != nil {
 			return err
 		}
 	}

@@ -82,19 +82,38 @@ func Load[T Float](ck *model.Checkpoint, p Part) (*Weights[T], error) {
 
 func loadBlock[T Float](ck *model.Checkpoint, l int, read func(string) []T) *Block[T] {
 	c := ck.Config
-	b := &Block[T]{AttnNorm: read(model.AttnNormName(l)), MLPNorm: read(model.MLPNormName(l))}
+	b := &Block[T]{}
+	for m := model.Matrix(0); m < model.NumMatrices; m++ {
+		b.Lin[m].Out, b.Lin[m].In = m.Shape(c)
+	}
+	for _, t := range blockTensors(c, l, b) {
+		*t.dst = read(t.name)
+	}
+	return b
+}
+
+// blockTensor is one tensor of a decoder layer: its checkpoint name and
+// the field of a Block that holds it.
+type blockTensor[T Float] struct {
+	name string
+	dst  *[]T
+}
+
+// blockTensors lists decoder layer l's tensors in reading order with the
+// fields of b they go to: the norms, then each matrix and its bias.
+func blockTensors[T Float](c *model.Config, l int, b *Block[T]) []blockTensor[T] {
+	ts := []blockTensor[T]{{model.AttnNormName(l), &b.AttnNorm}, {model.MLPNormName(l), &b.MLPNorm}}
 	if c.QKNorm {
-		b.QNorm, b.KNorm = read(model.QNormName(l)), read(model.KNormName(l))
+		ts = append(ts, blockTensor[T]{model.QNormName(l), &b.QNorm}, blockTensor[T]{model.KNormName(l), &b.KNorm})
 	}
 	for m := model.Matrix(0); m < model.NumMatrices; m++ {
 		t := model.Target{Layer: l, Matrix: m}
-		out, in := m.Shape(c)
-		b.Lin[m] = Linear[T]{W: read(t.TensorName()), Out: out, In: in}
+		ts = append(ts, blockTensor[T]{t.TensorName(), &b.Lin[m].W})
 		if (c.QKVBias && m <= model.V) || (c.OBias && m == model.O) {
-			b.Lin[m].B = read(t.BiasName())
+			ts = append(ts, blockTensor[T]{t.BiasName(), &b.Lin[m].B})
 		}
 	}
-	return b
+	return ts
 }
 
 func readTensor[T Float](ck *model.Checkpoint, name string) ([]T, error) {
