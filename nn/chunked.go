@@ -144,11 +144,8 @@ func (cs *Chunked[T]) embed(dst []T, tokens []int32, p0 int) error {
 	if len(tokens) != n {
 		return fmt.Errorf("nn: got %d token ids for a chunk of %d", len(tokens), n)
 	}
-	for i, id := range tokens {
-		if id < 0 || int(id) >= c.Vocab {
-			return fmt.Errorf("nn: token id %d at position %d is outside the vocabulary of %d", id, p0+i, c.Vocab)
-		}
-		copy(dst[i*c.Dim:(i+1)*c.Dim], cs.S.W.Embed[int(id)*c.Dim:(int(id)+1)*c.Dim])
+	if err := embedRows(dst, cs.S.W.Embed, tokens, c, p0); err != nil {
+		return err
 	}
 	copy(cs.tokens[p0:], tokens)
 	return nil
@@ -187,12 +184,7 @@ func (cs *Chunked[T]) Backward(i int, dOut []T) ([]T, error) {
 		cur, other = other, cur
 	}
 	if s.W.Part.Embed && s.G.Embed != nil {
-		for r, id := range cs.tokens[p0:p1] {
-			row := s.G.Embed[int(id)*d : (int(id)+1)*d]
-			for j, v := range cur[r*d : (r+1)*d] {
-				row[j] += v
-			}
-		}
+		addEmbedGrad(s.G.Embed, cs.tokens[p0:p1], cur, d)
 	}
 	cs.back = i - 1
 	return cur, nil
@@ -202,41 +194,8 @@ func (cs *Chunked[T]) Backward(i int, dOut []T) ([]T, error) {
 // predictions of the whole window, so the gradient is that of the
 // window's mean loss and the chunks' sums add up to the window's.
 func (cs *Chunked[T]) HeadLoss(h []T, targets []int32, count int, grad bool) (float64, []T, error) {
-	s := cs.S
-	c := s.W.Cfg
-	if s.W.Head == nil || s.W.Norm == nil {
-		return 0, nil, fmt.Errorf("nn: this stage does not own the LM head")
-	}
-	n := len(targets)
-	if len(h) != n*c.Dim {
-		return 0, nil, fmt.Errorf("nn: head input has %d values, want %d×%d", len(h), n, c.Dim)
-	}
-	for _, t := range targets {
-		if int(t) >= c.Vocab || t < -1 {
-			return 0, nil, fmt.Errorf("nn: target id %d outside the vocabulary of %d", t, c.Vocab)
-		}
-	}
-	if grad && !s.grad {
-		return 0, nil, fmt.Errorf("nn: HeadLoss with grad but EnableGrad was not called")
-	}
 	if count <= 0 {
 		return 0, nil, fmt.Errorf("nn: window prediction count %d", count)
 	}
-	hw := s.headBuffers(n)
-	rmsNorm(hw.hn, h, s.W.Norm, hw.inv, n, c.Dim, c.NormEps)
-	if grad {
-		clear(hw.dhn[:n*c.Dim])
-	}
-	sum := s.headChunks(hw, n, targets, grad, count)
-	if !grad {
-		return sum, nil, nil
-	}
-	dh := hw.dh[:n*c.Dim]
-	clear(dh)
-	var gNorm []T
-	if s.G != nil {
-		gNorm = s.G.Norm
-	}
-	rmsNormBackward(dh, hw.dhn, h, s.W.Norm, gNorm, hw.inv, n, c.Dim)
-	return sum, dh, nil
+	return cs.S.headLoss(h, targets, count, grad)
 }

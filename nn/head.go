@@ -59,24 +59,35 @@ func Targets(tokens []int32, b, t int) []int32 {
 // the gradient of the MEAN loss with respect to h (valid until the next
 // call) and accumulates head/norm gradients when those are enabled.
 func (s *Stage[T]) HeadLoss(h []T, targets []int32, grad bool) (sum float64, count int, dh []T, err error) {
-	c := s.W.Cfg
-	if s.W.Head == nil || s.W.Norm == nil {
-		return 0, 0, nil, fmt.Errorf("nn: this stage does not own the LM head")
-	}
-	n := len(targets)
-	if len(h) != n*c.Dim {
-		return 0, 0, nil, fmt.Errorf("nn: head input has %d values, want %d×%d", len(h), n, c.Dim)
-	}
 	for _, t := range targets {
-		if int(t) >= c.Vocab || t < -1 {
-			return 0, 0, nil, fmt.Errorf("nn: target id %d outside the vocabulary of %d", t, c.Vocab)
-		}
 		if t >= 0 {
 			count++
 		}
 	}
+	if sum, dh, err = s.headLoss(h, targets, count, grad); err != nil {
+		return 0, 0, nil, err
+	}
+	return sum, count, dh, nil
+}
+
+// headLoss is HeadLoss with the loss divided by count predictions (the
+// window's, when h is a chunk of it).
+func (s *Stage[T]) headLoss(h []T, targets []int32, count int, grad bool) (sum float64, dh []T, err error) {
+	c := s.W.Cfg
+	if s.W.Head == nil || s.W.Norm == nil {
+		return 0, nil, fmt.Errorf("nn: this stage does not own the LM head")
+	}
+	n := len(targets)
+	if len(h) != n*c.Dim {
+		return 0, nil, fmt.Errorf("nn: head input has %d values, want %d×%d", len(h), n, c.Dim)
+	}
+	for _, t := range targets {
+		if int(t) >= c.Vocab || t < -1 {
+			return 0, nil, fmt.Errorf("nn: target id %d outside the vocabulary of %d", t, c.Vocab)
+		}
+	}
 	if grad && !s.grad {
-		return 0, 0, nil, fmt.Errorf("nn: HeadLoss with grad but EnableGrad was not called")
+		return 0, nil, fmt.Errorf("nn: HeadLoss with grad but EnableGrad was not called")
 	}
 	hw := s.headBuffers(n)
 	rmsNorm(hw.hn, h, s.W.Norm, hw.inv, n, c.Dim, c.NormEps)
@@ -85,7 +96,7 @@ func (s *Stage[T]) HeadLoss(h []T, targets []int32, grad bool) (sum float64, cou
 	}
 	sum = s.headChunks(hw, n, targets, grad, count)
 	if !grad {
-		return sum, count, nil, nil
+		return sum, nil, nil
 	}
 	dh = hw.dh[:n*c.Dim]
 	clear(dh)
@@ -94,7 +105,7 @@ func (s *Stage[T]) HeadLoss(h []T, targets []int32, grad bool) (sum float64, cou
 		gNorm = s.G.Norm
 	}
 	rmsNormBackward(dh, hw.dhn, h, s.W.Norm, gNorm, hw.inv, n, c.Dim)
-	return sum, count, dh, nil
+	return sum, dh, nil
 }
 
 // headChunks scores the rows in chunks, on parallel workers unless the

@@ -1,6 +1,10 @@
 package nn
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/unipruning/unipruning/model"
+)
 
 // Stage runs the decoder layers a process owns — [W.From, W.To), plus the
 // embedding and/or the head when W has them — forward, and backward given
@@ -172,14 +176,34 @@ func (s *Stage[T]) embed(dst []T, tokens []int32) error {
 	if len(tokens) != s.B*s.T {
 		return fmt.Errorf("nn: got %d token ids, want %d×%d", len(tokens), s.B, s.T)
 	}
-	for i, id := range tokens {
-		if id < 0 || int(id) >= c.Vocab {
-			return fmt.Errorf("nn: token id %d at position %d is outside the vocabulary of %d", id, i, c.Vocab)
-		}
-		copy(dst[i*c.Dim:(i+1)*c.Dim], s.W.Embed[int(id)*c.Dim:(int(id)+1)*c.Dim])
+	if err := embedRows(dst, s.W.Embed, tokens, c, 0); err != nil {
+		return err
 	}
 	s.tokens = append(s.tokens[:0], tokens...)
 	return nil
+}
+
+// embedRows copies the embedding rows of tokens (at window positions p0,
+// p0+1, …, for the error message) into dst.
+func embedRows[T Float](dst, embed []T, tokens []int32, c *model.Config, p0 int) error {
+	for i, id := range tokens {
+		if id < 0 || int(id) >= c.Vocab {
+			return fmt.Errorf("nn: token id %d at position %d is outside the vocabulary of %d", id, p0+i, c.Vocab)
+		}
+		copy(dst[i*c.Dim:(i+1)*c.Dim], embed[int(id)*c.Dim:(int(id)+1)*c.Dim])
+	}
+	return nil
+}
+
+// addEmbedGrad adds the gradient rows grad (one per token, width d) to the
+// embedding gradient gEmbed at the tokens' rows, in token order.
+func addEmbedGrad[T Float](gEmbed []T, tokens []int32, grad []T, d int) {
+	for i, id := range tokens {
+		row := gEmbed[int(id)*d : (int(id)+1)*d]
+		for j, v := range grad[i*d : (i+1)*d] {
+			row[j] += v
+		}
+	}
 }
 
 // Backward propagates dOut (the gradient of the stage's output, b·t × Dim)
@@ -205,12 +229,7 @@ func (s *Stage[T]) Backward(dOut []T) ([]T, error) {
 		cur, other = other, cur
 	}
 	if s.W.Part.Embed && s.G.Embed != nil {
-		for i, id := range s.tokens {
-			row := s.G.Embed[int(id)*c.Dim : (int(id)+1)*c.Dim]
-			for j, v := range cur[i*c.Dim : (i+1)*c.Dim] {
-				row[j] += v
-			}
-		}
+		addEmbedGrad(s.G.Embed, s.tokens, cur, c.Dim)
 	}
 	return cur, nil
 }
