@@ -115,9 +115,10 @@ type boundedField struct {
 	max         int
 }
 
-// Truncate shortens free text to at most MaxTextBytes (on a rune
-// boundary), for callers that record an error of unknown length.
-func Truncate(s string) string {
+// truncate shortens free text to at most MaxTextBytes (on a rune
+// boundary): the constructors of commands that record an error or a
+// reason of unknown length apply it.
+func truncate(s string) string {
 	if len(s) <= MaxTextBytes {
 		return s
 	}

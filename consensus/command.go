@@ -245,17 +245,17 @@ func NewRollback(id string, epoch uint64, toStep int, reason string) (Command, e
 
 // NewSetStatus sets the job status (and error text, for failures).
 func NewSetStatus(id, status, errText string) (Command, error) {
-	return NewCommand(id, 0, SetStatus{Status: status, Error: Truncate(errText)})
+	return NewCommand(id, 0, SetStatus{Status: status, Error: truncate(errText)})
 }
 
 // NewFailed marks the job failed with the reason and its class.
 func NewFailed(id, errText, class string) (Command, error) {
-	return NewCommand(id, 0, SetStatus{Status: StatusFailed, Error: Truncate(errText), Class: class})
+	return NewCommand(id, 0, SetStatus{Status: StatusFailed, Error: truncate(errText), Class: class})
 }
 
 // NewRetryJob reopens the failed job jobID.
 func NewRetryJob(id, jobID, reason string) (Command, error) {
-	return NewCommand(id, 0, RetryJob{JobID: jobID, Reason: reason})
+	return NewCommand(id, 0, RetryJob{JobID: jobID, Reason: truncate(reason)})
 }
 
 // NewSetResult stores a small final fact under key.

@@ -538,9 +538,6 @@ func (n *Node) serveRegister(ctx context.Context) (func(), error) {
 		if err := json.Unmarshal(req.Body, &r); err != nil || r.ID == "" {
 			return shardrpc.RegisterResponse{}, errors.New("register: malformed request or empty shard id")
 		}
-		if len(r.ID) > consensus.MaxIDBytes || len(r.Addr) > consensus.MaxAddrBytes {
-			return shardrpc.RegisterResponse{}, fmt.Errorf("register: shard id or address too long (at most %d and %d bytes)", consensus.MaxIDBytes, consensus.MaxAddrBytes)
-		}
 		if c, ok := transport.Caller(ctx); ok && (c.Role != transport.RoleShard || c.ID != r.ID) {
 			n.log.Warn("refusing a registration from another identity", "shard", r.ID, "caller", c.Name())
 			return shardrpc.RegisterResponse{}, transport.WithCode(transport.CodeUnauthorized,
@@ -548,7 +545,9 @@ func (n *Node) serveRegister(ctx context.Context) (func(), error) {
 		}
 		// A fresh command ID per registration: a restarted shard's new
 		// registration must be applied (its log index marks the new
-		// incarnation); a retried one is harmless.
+		// incarnation); a retried one is harmless. Raft.Apply refuses an
+		// oversize ID or address before proposing (consensus.MaxIDBytes,
+		// MaxAddrBytes).
 		cmd, err := consensus.NewRegisterMember(consensus.NewID(), r.ID, r.Addr, r.Standby)
 		if err != nil {
 			return shardrpc.RegisterResponse{}, err

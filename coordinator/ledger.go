@@ -19,13 +19,11 @@ type Ledger interface {
 	BeginStep(ctx context.Context, k int, lr float64) error
 	CommitStep(ctx context.Context, k int, f job.StepFacts) error
 	RecordCheckpoint(ctx context.Context, m job.Checkpoint) error
-	// LatestCommon returns the newest step for which every layer range
-	// has a checkpoint, with the manifests by range (0 and nil when there is
-	// none). Ranges, not shard IDs, key checkpoints: a replacement shard
-	// restores the checkpoint of the shard whose layers it took over.
-	LatestCommon(ranges [][2]int) (int, map[[2]int]job.Checkpoint)
-	// CommonCheckpoints lists every step at which all ranges have a
-	// checkpoint, newest first: the fallbacks when a newer one is lost.
+	// CommonCheckpoints lists every step at which all layer ranges have a
+	// checkpoint, newest first, with the manifests by range: the newest is
+	// where a run resumes, the older ones the fallbacks when it is lost.
+	// Ranges, not shard IDs, key checkpoints: a replacement shard restores
+	// the checkpoint of the shard whose layers it took over.
 	CommonCheckpoints(ranges [][2]int) []CommonCheckpoint
 	Rollback(ctx context.Context, toStep int, reason string) error
 	Steps() map[int]job.StepFacts
@@ -134,11 +132,13 @@ func (l *FileLedger) RecordCheckpoint(ctx context.Context, m job.Checkpoint) err
 	return l.save()
 }
 
-// LatestCommon is the newest step checkpointed for every range.
+// LatestCommon is the newest of CommonCheckpoints: its step and manifests
+// by range (0 and nil when there is none).
 func (l *FileLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]job.Checkpoint) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return latestCommon(l.state.Checkpoints, ranges)
+	if c := l.CommonCheckpoints(ranges); len(c) > 0 {
+		return c[0].Step, c[0].ByRange
+	}
+	return 0, nil
 }
 
 // CommonCheckpoints lists the steps checkpointed for every range.
@@ -176,14 +176,6 @@ func commonCheckpoints(cps map[int]map[string]job.Checkpoint, ranges [][2]int) [
 	}
 	slices.SortFunc(out, func(a, b CommonCheckpoint) int { return b.Step - a.Step })
 	return out
-}
-
-// latestCommon is the newest of commonCheckpoints (0 and nil if none).
-func latestCommon(cps map[int]map[string]job.Checkpoint, ranges [][2]int) (int, map[[2]int]job.Checkpoint) {
-	if c := commonCheckpoints(cps, ranges); len(c) > 0 {
-		return c[0].Step, c[0].ByRange
-	}
-	return 0, nil
 }
 
 // Rollback forgets steps after toStep.

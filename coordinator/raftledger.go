@@ -83,11 +83,6 @@ func (l *RaftLedger) RecordCheckpoint(ctx context.Context, m job.Checkpoint) err
 	return l.apply(ctx, cmd, err)
 }
 
-// LatestCommon is the newest step checkpointed for every range.
-func (l *RaftLedger) LatestCommon(ranges [][2]int) (int, map[[2]int]job.Checkpoint) {
-	return latestCommon(l.Node.State().Checkpoints, ranges)
-}
-
 // CommonCheckpoints lists the steps checkpointed for every range.
 func (l *RaftLedger) CommonCheckpoints(ranges [][2]int) []CommonCheckpoint {
 	return commonCheckpoints(l.Node.State().Checkpoints, ranges)

@@ -42,7 +42,7 @@ func (n *Node) serveRetry() (func(), error) {
 		return nil, err
 	}
 	return transport.HandleJSON(n.cfg.Conn, subj, "", func(ctx context.Context, req RetryRequest) (RetryReply, error) {
-		cmd, err := consensus.NewRetryJob(consensus.NewID(), req.Job, consensus.Truncate(req.Reason))
+		cmd, err := consensus.NewRetryJob(consensus.NewID(), req.Job, req.Reason)
 		if err != nil {
 			return RetryReply{}, err
 		}

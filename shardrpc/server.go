@@ -244,7 +244,8 @@ var methods = map[string]method{
 func (s *Server) runLocked(ctx context.Context, env *Envelope, m method) ([]byte, error) {
 	// Everything is checked before any state changes: a malformed or
 	// impossible request must not move the fence (issue 12 class 5).
-	if err := validateRequest(env); err != nil {
+	k, err := validateRequest(env)
+	if err != nil {
 		s.log.Warn("rejecting a malformed request", "method", env.Method, "epoch", env.Epoch, "request", env.ID, "err", err)
 		return nil, err
 	}
@@ -258,10 +259,6 @@ func (s *Server) runLocked(ctx context.Context, env *Envelope, m method) ([]byte
 	}
 	defer func() { <-s.sem }()
 	if err := s.admit(env, m); err != nil {
-		return nil, err
-	}
-	k, err := stepOf(env, m)
-	if err != nil {
 		return nil, err
 	}
 	if reply, ok, err := s.replay(env, m, k); ok {
@@ -304,54 +301,42 @@ func (s *Server) admit(env *Envelope, m method) error {
 }
 
 // validateRequest decodes and checks a locked method's body without
-// touching any state.
-func validateRequest(env *Envelope) error {
+// touching any state. It returns the step k of a per-step method (0 for
+// the others).
+func validateRequest(env *Envelope) (k int, err error) {
 	if env.Epoch == 0 {
-		return transport.WithCode(transport.CodeBadRequest, fmt.Errorf("%s: epoch 0 (calls carry their assignment's epoch ≥ 1)", env.Method))
+		return 0, transport.WithCode(transport.CodeBadRequest, fmt.Errorf("%s: epoch 0 (calls carry their assignment's epoch ≥ 1)", env.Method))
 	}
 	switch env.Method {
 	case MethodAssign:
 		var a AssignRequest
 		if err := decodeBody(env, &a); err != nil {
-			return err
+			return 0, err
 		}
 		if err := checkAssign(a); err != nil {
-			return transport.WithCode(transport.CodeBadRequest, fmt.Errorf("assign: %w", err))
+			return 0, transport.WithCode(transport.CodeBadRequest, fmt.Errorf("assign: %w", err))
 		}
 		spec := a.Spec
 		spec.Defaults()
 		if err := spec.Validate(); err != nil {
-			return transport.WithCode(CodeInvalidInput, fmt.Errorf("assign: %w", err))
+			return 0, transport.WithCode(CodeInvalidInput, fmt.Errorf("assign: %w", err))
 		}
-	case MethodStep, MethodUpdate, MethodApplyTau:
+	case MethodStep, MethodUpdate, MethodApplyTau: // the per-step methods
 		var b struct {
 			K int `json:"k"`
 		}
 		if err := decodeBody(env, &b); err != nil {
-			return err
+			return 0, err
 		}
 		if b.K < 1 {
-			return transport.WithCode(transport.CodeBadRequest, fmt.Errorf("%s: step %d", env.Method, b.K))
+			return 0, transport.WithCode(transport.CodeBadRequest, fmt.Errorf("%s: step %d", env.Method, b.K))
 		}
+		return b.K, nil
 	case MethodRestore:
 		var r RestoreRequest
-		return decodeBody(env, &r)
+		return 0, decodeBody(env, &r)
 	}
-	return nil
-}
-
-// stepOf extracts k from the body of a per-step method.
-func stepOf(env *Envelope, m method) (int, error) {
-	if !m.perStep {
-		return 0, nil
-	}
-	var b struct {
-		K int `json:"k"`
-	}
-	if err := json.Unmarshal(env.Body, &b); err != nil {
-		return 0, transport.WithCode(transport.CodeBadRequest, fmt.Errorf("%s: %w", env.Method, err))
-	}
-	return b.K, nil
+	return 0, nil
 }
 
 // replay answers a repeated call from the record (see Server).
@@ -483,11 +468,8 @@ func checkAssign(a AssignRequest) error {
 // if it rolls back.
 func (s *Server) doAssign(ctx context.Context, env *Envelope) ([]byte, error) {
 	var a AssignRequest
-	if err := decodeBody(env, &a); err != nil {
+	if err := decodeBody(env, &a); err != nil { // checked by validateRequest
 		return nil, err
-	}
-	if err := checkAssign(a); err != nil {
-		return nil, transport.WithCode(transport.CodeBadRequest, fmt.Errorf("assign: %w", err))
 	}
 	a.Spec.Defaults()
 	hash := a.Spec.Hash()

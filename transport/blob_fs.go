@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/unipruning/unipruning/internal/atomicfile"
 )
 
 // FSBlobStore stores blobs as files dir/<key[:2]>/<key>. Writes go to a
@@ -43,43 +45,14 @@ func (s *FSBlobStore) Put(ctx context.Context, data []byte) (string, error) {
 	if existing, err := os.ReadFile(path); err == nil && verifyBlob(key, existing, path) == nil {
 		return key, nil // already stored intact
 	}
-	sub := filepath.Dir(path)
-	if err := os.MkdirAll(sub, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", fmt.Errorf("transport: blob put: %w", err)
 	}
-	if err := writeFileAtomic(sub, path, data); err != nil {
+	// Mode 0600, as the blobs were always written (os.CreateTemp's mode).
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return "", fmt.Errorf("transport: blob put %s: %w", key, err)
 	}
 	return key, nil
-}
-
-func writeFileAtomic(dir, path string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Persist the rename itself.
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func (s *FSBlobStore) Get(ctx context.Context, key string) ([]byte, error) {

@@ -120,13 +120,3 @@ func (r *Roster) Lookup(nkey string) (Identity, bool) {
 	}
 	return Identity{}, false
 }
-
-// Find returns the identity with this role (and shard id).
-func (r *Roster) Find(role, id string) (Identity, bool) {
-	for _, i := range r.Identities {
-		if i.Role == role && i.ID == id {
-			return i, true
-		}
-	}
-	return Identity{}, false
-}

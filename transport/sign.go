@@ -1,8 +1,6 @@
 package transport
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -42,23 +40,19 @@ var ErrUnauthorized = errors.New("transport: caller not authorised")
 // request may be: a captured request cannot be replayed later than this.
 const MaxSignatureAge = 10 * time.Minute
 
-// loadSeed reads a user nkey seed file (a bare seed or a decorated one).
+// loadSeed reads a user nkey seed file (a bare seed or a decorated one)
+// the way nats.NkeyOptionFromSeed does, so requests are signed with the
+// key the connection authenticates with.
 func loadSeed(path string) (nkeys.KeyPair, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("transport: nkey seed file: %w", err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "SU") {
-			kp, err := nkeys.FromSeed([]byte(line))
-			if err != nil {
-				return nil, fmt.Errorf("transport: nkey seed file %s: %w", path, err)
-			}
-			return kp, nil
-		}
+	kp, err := nkeys.ParseDecoratedUserNKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("transport: nkey seed file %s: %w", path, err)
 	}
-	return nil, fmt.Errorf("transport: nkey seed file %s holds no user seed (a line starting with SU)", path)
+	return kp, nil
 }
 
 func sigPayload(subject, requestID, at string, data []byte) []byte {
