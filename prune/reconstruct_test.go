@@ -54,7 +54,7 @@ func TestReconstructGolden(t *testing.T) {
 		for i, k := range c.Keep {
 			keep[i] = k == 1
 		}
-		cfg := SparseGPTConfig{Mask: keep, BlockSize: g.Blocksize, PercDamp: g.Percdamp}
+		cfg := SparseGPTConfig{Mask: MaskFromKeep(g.Out, g.In, keep), BlockSize: g.Blocksize, PercDamp: g.Percdamp}
 		inv, err := NewSGPTInverse(h, cfg.PercDamp)
 		if err != nil {
 			t.Fatal(err)
@@ -85,7 +85,7 @@ func TestReconstructGolden(t *testing.T) {
 			}
 		}
 	}
-	if _, err := SparseGPT(make([]float32, g.Out*g.In), g.Out, g.In, h, SparseGPTConfig{Mask: make([]bool, 3)}); err == nil {
+	if _, err := SparseGPT(make([]float32, g.Out*g.In), g.Out, g.In, h, SparseGPTConfig{Mask: NewMask(1, 3)}); err == nil {
 		t.Error("a mask of the wrong size was accepted")
 	}
 }
@@ -122,7 +122,7 @@ func TestReconstructOwnMask(t *testing.T) {
 			t.Fatal(err)
 		}
 		fixed := slices.Clone(orig)
-		if _, err := SparseGPT(fixed, g.Out, g.In, h, SparseGPTConfig{Mask: res.Keep, BlockSize: g.Blocksize}); err != nil {
+		if _, err := SparseGPT(fixed, g.Out, g.In, h, SparseGPTConfig{Mask: MaskFromKeep(g.Out, g.In, res.Keep), BlockSize: g.Blocksize}); err != nil {
 			t.Fatal(err)
 		}
 		if !slices.Equal(own, fixed) {

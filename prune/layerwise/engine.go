@@ -171,14 +171,8 @@ func (e *engine) reconstruct(t model.Target, lin *nn.Linear[float32], h *prune.H
 	if dense {
 		r.Dense, r.Reason = true, reason
 	} else {
-		keep := make([]bool, out*in)
-		for i := range out {
-			for j := range in {
-				keep[i*in+j] = mask.Keep(i, j)
-			}
-		}
 		if _, err := prune.SparseGPT(lin.W, out, in, h, prune.SparseGPTConfig{
-			Mask: keep, BlockSize: e.cfg.BlockSize, PercDamp: e.cfg.PercDamp}); err != nil {
+			Mask: mask, BlockSize: e.cfg.BlockSize, PercDamp: e.cfg.PercDamp}); err != nil {
 			return r, nil, err
 		}
 	}
@@ -223,13 +217,7 @@ func (e *engine) sparseGPT(lin *nn.Linear[float32], h *prune.Hessian) (*prune.Ma
 	if err != nil {
 		return nil, err
 	}
-	mask := prune.NewMask(lin.Out, lin.In)
-	for i, k := range res.Keep {
-		if k {
-			mask.Set(i/lin.In, i%lin.In, true)
-		}
-	}
-	return mask, nil
+	return prune.MaskFromKeep(lin.Out, lin.In, res.Keep), nil
 }
 
 // roundToStorage rounds updated weights to the checkpoint's dtype, so the
