@@ -1,9 +1,7 @@
 package prune
 
 import (
-	"encoding/json"
 	"math"
-	"os"
 	"slices"
 	"testing"
 )
@@ -16,12 +14,9 @@ import (
 type reconGolden struct {
 	Out, In, Blocksize int
 	Percdamp           float64
-	Batches            []struct {
-		Samples, Rows int
-		X             []float64
-	}
-	W     []float64
-	Cases []struct {
+	Batches            []sgptBatch
+	W                  []float64
+	Cases              []struct {
 		Name string
 		Keep []int
 		W    []float64
@@ -33,22 +28,9 @@ type reconGolden struct {
 // matches the reference on an unstructured, a 2:4 and a dead-input mask,
 // in float64 and through the float32 API, and the mask is left as given.
 func TestReconstructGolden(t *testing.T) {
-	raw, err := os.ReadFile("testdata/reconstruct/case1.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var g reconGolden
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
-	h := NewHessian(g.In)
-	for _, b := range g.Batches {
-		x := make([]float32, len(b.X))
-		for i, v := range b.X {
-			x[i] = float32(v)
-		}
-		h.Add(x, b.Rows, g.In, b.Samples)
-	}
+	readGolden(t, "testdata/reconstruct/case1.json", &g)
+	h := goldenHessian(g.In, g.Batches)
 	for _, c := range g.Cases {
 		keep := make([]bool, len(c.Keep))
 		for i, k := range c.Keep {
@@ -95,22 +77,9 @@ func TestReconstructGolden(t *testing.T) {
 // separable), and the reconstruction leaves a smaller layer-output error
 // than zeroing the pruned weights alone.
 func TestReconstructOwnMask(t *testing.T) {
-	raw, err := os.ReadFile("testdata/sparsegpt/case1.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var g sgptGolden
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
-	h := NewHessian(g.In)
-	for _, b := range g.Batches {
-		x := make([]float32, len(b.X))
-		for i, v := range b.X {
-			x[i] = float32(v)
-		}
-		h.Add(x, b.Rows, g.In, b.Samples)
-	}
+	readGolden(t, "testdata/sparsegpt/case1.json", &g)
+	h := goldenHessian(g.In, g.Batches)
 	orig := make([]float32, len(g.W))
 	for i, v := range g.W {
 		orig[i] = float32(v)
