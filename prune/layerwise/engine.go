@@ -19,8 +19,11 @@ type engine struct {
 	t       int
 	// x holds the current layer's inputs for all windows; each batch's
 	// outputs replace its inputs in place (Forward copies its input first).
-	x    []float32
-	slot *nn.Weights[float32]
+	x []float32
+	// st runs the current layer: one stage over one layer slot for all
+	// layers, so neither the weights nor the stage's workspace are
+	// allocated again per layer.
+	st *nn.Stage[float32]
 }
 
 func newEngine(ck *model.Checkpoint, windows [][]int32, cfg Config) (*engine, error) {
@@ -68,11 +71,11 @@ func (e *engine) batches(f func(i, b int, toks []int32) error) error {
 // outputs with the pruned weights.
 func (e *engine) layer(l int, sink Sink) (LayerResult, error) {
 	c := e.ck.Config
-	w, err := e.loadLayer(l)
+	st, err := e.loadLayer(l)
 	if err != nil {
 		return LayerResult{}, err
 	}
-	st := nn.NewStage(w)
+	w := st.W
 	col := newCollector(c, e.cfg.Method == SparseGPT || e.cfg.Fixed != nil, e.t)
 	st.Observer = col
 	d := c.Dim
@@ -111,22 +114,26 @@ func (e *engine) layer(l int, sink Sink) (LayerResult, error) {
 }
 
 // loadLayer reads layer l into the engine's one layer slot (allocated for
-// the first layer, refilled for each next one), so memory holds one
-// layer's weights, not one per layer until the garbage collector runs.
-func (e *engine) loadLayer(l int) (*nn.Weights[float32], error) {
-	if e.slot == nil {
-		var err error
-		e.slot, err = nn.Load[float32](e.ck, nn.Part{From: l, To: l + 1})
-		return e.slot, err
+// the first layer, refilled for each next one) and returns the stage over
+// it, so memory holds one layer's weights and one workspace, not one per
+// layer until the garbage collector runs.
+func (e *engine) loadLayer(l int) (*nn.Stage[float32], error) {
+	if e.st == nil {
+		w, err := nn.Load[float32](e.ck, nn.Part{From: l, To: l + 1})
+		if err != nil {
+			return nil, err
+		}
+		e.st = nn.NewStage(w)
+		return e.st, nil
 	}
-	w := e.slot
+	w := e.st.W
 	blk := w.Blocks[w.From]
 	if err := nn.ReadBlockInto(e.ck, l, blk); err != nil {
 		return nil, err
 	}
 	w.Blocks[w.From], w.Blocks[l] = nil, blk
 	w.From, w.To = l, l+1
-	return w, nil
+	return e.st, nil
 }
 
 // pruneMatrix prunes one matrix in place and returns its report and mask.
