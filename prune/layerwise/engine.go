@@ -76,7 +76,7 @@ func (e *engine) layer(l int, sink Sink) (LayerResult, error) {
 		return LayerResult{}, err
 	}
 	w := st.W
-	col := newCollector(c, e.cfg.Method == SparseGPT || e.cfg.Fixed != nil, e.t)
+	col := newCollector(c, e.cfg.solves(), e.t)
 	st.Observer = col
 	d := c.Dim
 	run := func(keep bool) error {

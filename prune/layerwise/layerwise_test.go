@@ -168,3 +168,17 @@ func TestFixedMaskReconstruction(t *testing.T) {
 		}
 	}
 }
+
+// TestFootprintOfFixedMask: reconstructing a fixed mask collects the same
+// Hessians and runs the same solve as SparseGPT, and the estimate says so.
+func TestFootprintOfFixedMask(t *testing.T) {
+	c := &model.Config{Layers: 2, Dim: 64, Hidden: 96, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 101, MaxSeq: 64}
+	fixed := func(model.Target) (*prune.Mask, bool, string, error) { return nil, false, "", nil }
+	f := EstimateFootprint(c, 8, 32, Config{Fixed: fixed})
+	s := EstimateFootprint(c, 8, 32, Config{Method: SparseGPT})
+	w := EstimateFootprint(c, 8, 32, Config{Method: Wanda})
+	if f.Statistics != s.Statistics || f.Solve != s.Solve || f.Statistics <= w.Statistics {
+		t.Fatalf("fixed mask: statistics %d, solve %d; SparseGPT %d, %d; Wanda %d, %d",
+			f.Statistics, f.Solve, s.Statistics, s.Solve, w.Statistics, w.Solve)
+	}
+}
