@@ -9,7 +9,10 @@ import (
 	"github.com/unipruning/unipruning/nn"
 )
 
-func TestStoriesLinesPerplexity(t *testing.T) {
+// storiesLines opens stories260K (closed when the test ends) and cuts the
+// TinyStories validation head into Lines windows of 256 tokens.
+func storiesLines(t *testing.T) (*model.Checkpoint, [][]int32, *Manifest) {
+	t.Helper()
 	bin := shareddata.Path(t, "models/stories260K/stories260K.bin")
 	tokPath := shareddata.Path(t, "models/stories260K/tok512.bin")
 	text := shareddata.Path(t, "text/tinystories/TinyStories-validation-head-794K.txt")
@@ -17,7 +20,7 @@ func TestStoriesLinesPerplexity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ck.Close()
+	t.Cleanup(func() { ck.Close() })
 	tok, err := ck.LoadTokenizer()
 	if err != nil {
 		t.Fatal(err)
@@ -26,6 +29,11 @@ func TestStoriesLinesPerplexity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ck, ws, m
+}
+
+func TestStoriesLinesPerplexity(t *testing.T) {
+	ck, ws, m := storiesLines(t)
 	// The stream size is pinned by the data's PROVENANCE (transformers'
 	// check of the same file): 384,909 tokens, 1503 windows of 256.
 	if m.Tokens != 384909 || m.Windows != 1503 {

@@ -82,6 +82,17 @@ type streamer struct {
 	t       int
 	batch   int
 	acts    actStore
+	toks    []int32 // tokens' buffer
+}
+
+// tokens concatenates the ids of windows [i, i+b) into one reused buffer
+// (valid until the next call).
+func (s *streamer) tokens(i, b int) []int32 {
+	s.toks = s.toks[:0]
+	for _, w := range s.windows[i : i+b] {
+		s.toks = append(s.toks, w...)
+	}
+	return s.toks
 }
 
 // each calls f for consecutive batches: i is the first window, b how many.
@@ -100,13 +111,8 @@ func (s *streamer) embed() error {
 		return err
 	}
 	st := nn.NewStage(w)
-	var toks []int32
 	return s.each(func(i, b int) error {
-		toks = toks[:0]
-		for _, w := range s.windows[i : i+b] {
-			toks = append(toks, w...)
-		}
-		h, err := st.Forward(toks, nil, b, s.t, false)
+		h, err := st.Forward(s.tokens(i, b), nil, b, s.t, false)
 		if err != nil {
 			return err
 		}
@@ -163,17 +169,12 @@ func (s *streamer) head() (NLL, error) {
 		return res, err
 	}
 	st := nn.NewStage(w)
-	var toks []int32
 	err = s.each(func(i, b int) error {
-		toks = toks[:0]
-		for _, w := range s.windows[i : i+b] {
-			toks = append(toks, w...)
-		}
 		h, err := s.acts.get(i, b)
 		if err != nil {
 			return err
 		}
-		sum, n, _, err := st.HeadLoss(h, nn.Targets(toks, b, s.t), false)
+		sum, n, _, err := st.HeadLoss(h, nn.Targets(s.tokens(i, b), b, s.t), false)
 		res.Sum += sum
 		res.Count += n
 		return err

@@ -6,7 +6,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/unipruning/unipruning/internal/shareddata"
 	"github.com/unipruning/unipruning/model"
 	"github.com/unipruning/unipruning/model/synth"
 	"github.com/unipruning/unipruning/nn"
@@ -47,22 +46,7 @@ func streamedEqualsInMemory(t *testing.T, ck *model.Checkpoint, ws [][]int32, ba
 }
 
 func TestStreamedEqualsInMemoryStories(t *testing.T) {
-	bin := shareddata.Path(t, "models/stories260K/stories260K.bin")
-	tokPath := shareddata.Path(t, "models/stories260K/tok512.bin")
-	text := shareddata.Path(t, "text/tinystories/TinyStories-validation-head-794K.txt")
-	ck, err := model.Open(bin, tokPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ck.Close()
-	tok, err := ck.LoadTokenizer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws, _, err := EvalWindows(Lines, text, tok, 256)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ck, ws, _ := storiesLines(t)
 	// 37 windows in batches of 16: the last batch is short.
 	streamedEqualsInMemory(t, ck, ws[:37], 16)
 }

@@ -82,6 +82,29 @@ func (m *Mask) clearTail() {
 	}
 }
 
+// MaskFromKeep returns the out×in mask of keep (row-major, true = kept),
+// the form SparseGPT reports its selection in.
+func MaskFromKeep(out, in int, keep []bool) *Mask {
+	m := NewMask(out, in)
+	if len(keep) != out*in {
+		panic(fmt.Sprintf("prune: MaskFromKeep: %d entries for a %d×%d mask", len(keep), out, in))
+	}
+	for k, v := range keep {
+		if v {
+			m.Bits[k>>6] |= 1 << (k & 63)
+		}
+	}
+	return m
+}
+
+// keepInto writes the mask into keep (row-major, true = kept), which must
+// hold Out*In entries.
+func (m *Mask) keepInto(keep []bool) {
+	for k := range keep[:m.Out*m.In] {
+		keep[k] = m.Bits[k>>6]&(1<<(k&63)) != 0
+	}
+}
+
 // Kept returns the number of kept elements.
 func (m *Mask) Kept() int {
 	n := 0

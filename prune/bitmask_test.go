@@ -49,6 +49,31 @@ func TestMaskBitLayout(t *testing.T) {
 	}
 }
 
+// TestMaskFromKeepRoundTrip: MaskFromKeep and keepInto convert between the
+// packed mask and SparseGPT's []bool, element (i, j) to entry i*In+j.
+func TestMaskFromKeepRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	keep := make([]bool, 3*70) // a partial last word
+	for k := range keep {
+		keep[k] = r.IntN(2) == 1
+	}
+	m := MaskFromKeep(3, 70, keep)
+	for i := range 3 {
+		for j := range 70 {
+			if m.Keep(i, j) != keep[i*70+j] {
+				t.Fatalf("(%d, %d): mask %v, keep %v", i, j, m.Keep(i, j), keep[i*70+j])
+			}
+		}
+	}
+	back := make([]bool, len(keep))
+	m.keepInto(back)
+	for k := range keep {
+		if back[k] != keep[k] {
+			t.Fatalf("entry %d: %v back, %v given", k, back[k], keep[k])
+		}
+	}
+}
+
 func TestMaskApply(t *testing.T) {
 	r := rand.New(rand.NewPCG(31, 32))
 	out, in := 5, 77

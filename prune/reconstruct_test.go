@@ -1,9 +1,7 @@
 package prune
 
 import (
-	"encoding/json"
 	"math"
-	"os"
 	"slices"
 	"testing"
 )
@@ -16,12 +14,9 @@ import (
 type reconGolden struct {
 	Out, In, Blocksize int
 	Percdamp           float64
-	Batches            []struct {
-		Samples, Rows int
-		X             []float64
-	}
-	W     []float64
-	Cases []struct {
+	Batches            []sgptBatch
+	W                  []float64
+	Cases              []struct {
 		Name string
 		Keep []int
 		W    []float64
@@ -33,28 +28,15 @@ type reconGolden struct {
 // matches the reference on an unstructured, a 2:4 and a dead-input mask,
 // in float64 and through the float32 API, and the mask is left as given.
 func TestReconstructGolden(t *testing.T) {
-	raw, err := os.ReadFile("testdata/reconstruct/case1.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var g reconGolden
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
-	h := NewHessian(g.In)
-	for _, b := range g.Batches {
-		x := make([]float32, len(b.X))
-		for i, v := range b.X {
-			x[i] = float32(v)
-		}
-		h.Add(x, b.Rows, g.In, b.Samples)
-	}
+	readGolden(t, "testdata/reconstruct/case1.json", &g)
+	h := goldenHessian(g.In, g.Batches)
 	for _, c := range g.Cases {
 		keep := make([]bool, len(c.Keep))
 		for i, k := range c.Keep {
 			keep[i] = k == 1
 		}
-		cfg := SparseGPTConfig{Mask: keep, BlockSize: g.Blocksize, PercDamp: g.Percdamp}
+		cfg := SparseGPTConfig{Mask: MaskFromKeep(g.Out, g.In, keep), BlockSize: g.Blocksize, PercDamp: g.Percdamp}
 		inv, err := NewSGPTInverse(h, cfg.PercDamp)
 		if err != nil {
 			t.Fatal(err)
@@ -85,7 +67,7 @@ func TestReconstructGolden(t *testing.T) {
 			}
 		}
 	}
-	if _, err := SparseGPT(make([]float32, g.Out*g.In), g.Out, g.In, h, SparseGPTConfig{Mask: make([]bool, 3)}); err == nil {
+	if _, err := SparseGPT(make([]float32, g.Out*g.In), g.Out, g.In, h, SparseGPTConfig{Mask: NewMask(1, 3)}); err == nil {
 		t.Error("a mask of the wrong size was accepted")
 	}
 }
@@ -95,22 +77,9 @@ func TestReconstructGolden(t *testing.T) {
 // separable), and the reconstruction leaves a smaller layer-output error
 // than zeroing the pruned weights alone.
 func TestReconstructOwnMask(t *testing.T) {
-	raw, err := os.ReadFile("testdata/sparsegpt/case1.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var g sgptGolden
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
-	h := NewHessian(g.In)
-	for _, b := range g.Batches {
-		x := make([]float32, len(b.X))
-		for i, v := range b.X {
-			x[i] = float32(v)
-		}
-		h.Add(x, b.Rows, g.In, b.Samples)
-	}
+	readGolden(t, "testdata/sparsegpt/case1.json", &g)
+	h := goldenHessian(g.In, g.Batches)
 	orig := make([]float32, len(g.W))
 	for i, v := range g.W {
 		orig[i] = float32(v)
@@ -122,7 +91,7 @@ func TestReconstructOwnMask(t *testing.T) {
 			t.Fatal(err)
 		}
 		fixed := slices.Clone(orig)
-		if _, err := SparseGPT(fixed, g.Out, g.In, h, SparseGPTConfig{Mask: res.Keep, BlockSize: g.Blocksize}); err != nil {
+		if _, err := SparseGPT(fixed, g.Out, g.In, h, SparseGPTConfig{Mask: MaskFromKeep(g.Out, g.In, res.Keep), BlockSize: g.Blocksize}); err != nil {
 			t.Fatal(err)
 		}
 		if !slices.Equal(own, fixed) {

@@ -52,12 +52,12 @@ type SparseGPTConfig struct {
 	N, M      int     // when M > 0: keep N of every M consecutive inputs of a row
 	BlockSize int     // columns per lazy-update block; 0 selects 128
 	PercDamp  float64 // dampening as a fraction of mean(diag H); 0 selects 0.01
-	// Mask, when set (out×in row-major, false = prune), fixes which
-	// weights are pruned: no selection happens (Sparsity, N, M are not
-	// used) and the sweep only reconstructs the kept weights with the OBS
-	// updates — SparseGPT's solve for a mask chosen elsewhere (UniPruning's
-	// extract --reconstruct obs). Dead inputs are zeroed as always.
-	Mask []bool
+	// Mask, when set (out×in), fixes which weights are pruned: no
+	// selection happens (Sparsity, N, M are not used) and the sweep only
+	// reconstructs the kept weights with the OBS updates — SparseGPT's
+	// solve for a mask chosen elsewhere (UniPruning's extract
+	// --reconstruct obs). Dead inputs are zeroed as always.
+	Mask *Mask
 }
 
 // SGPTResult is the outcome of SparseGPT on one matrix.
@@ -170,8 +170,8 @@ func sgptCheck(n, out, in int, cfg *SparseGPTConfig) error {
 		cfg.PercDamp = sgptDefaultDamp
 	}
 	if cfg.Mask != nil {
-		if len(cfg.Mask) != n {
-			return fmt.Errorf("prune: sparsegpt: fixed mask of %d entries for a %d×%d matrix", len(cfg.Mask), out, in)
+		if cfg.Mask.Out != out || cfg.Mask.In != in {
+			return fmt.Errorf("prune: sparsegpt: fixed %d×%d mask for a %d×%d matrix", cfg.Mask.Out, cfg.Mask.In, out, in)
 		}
 		cfg.N, cfg.M = 0, 0
 		return nil
@@ -216,7 +216,7 @@ func sgptRun(w []float64, out, in int, inv *SGPTInverse, cfg SparseGPTConfig) *S
 	}
 	fixed := cfg.Mask != nil
 	if fixed {
-		copy(s.keep, cfg.Mask)
+		cfg.Mask.keepInto(s.keep)
 	} else {
 		for i := range s.keep {
 			s.keep[i] = true

@@ -394,12 +394,9 @@ func TestSGPTSelectLowest(t *testing.T) {
 type sgptGolden struct {
 	Out, In, Blocksize int
 	Percdamp           float64
-	Batches            []struct {
-		Samples, Rows int
-		X             []float64
-	}
-	W, Hessian []float64
-	Cases      []struct {
+	Batches            []sgptBatch
+	W, Hessian         []float64
+	Cases              []struct {
 		Name     string
 		Sparsity float64
 		N, M     int
@@ -407,6 +404,39 @@ type sgptGolden struct {
 		Keep     []int
 		Loss     float64
 	}
+}
+
+// sgptBatch is one calibration batch of a golden file: Rows rows of In
+// inputs (float32-exact), counted as Samples samples.
+type sgptBatch struct {
+	Samples, Rows int
+	X             []float64
+}
+
+// readGolden decodes the JSON golden file path into g.
+func readGolden(t *testing.T, path string, g any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, g); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// goldenHessian accumulates a golden file's batches into a Hessian of in
+// inputs.
+func goldenHessian(in int, batches []sgptBatch) *Hessian {
+	h := NewHessian(in)
+	for _, b := range batches {
+		x := make([]float32, len(b.X))
+		for i, v := range b.X {
+			x[i] = float32(v) // exact: the reference rounded to float32
+		}
+		h.Add(x, b.Rows, in, b.Samples)
+	}
+	return h
 }
 
 func sgptRelDiff(got, want []float64) float64 {
@@ -419,22 +449,9 @@ func sgptRelDiff(got, want []float64) float64 {
 }
 
 func TestSparseGPTGolden(t *testing.T) {
-	raw, err := os.ReadFile("testdata/sparsegpt/case1.json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var g sgptGolden
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
-	h := NewHessian(g.In)
-	for _, b := range g.Batches {
-		x := make([]float32, len(b.X))
-		for i, v := range b.X {
-			x[i] = float32(v) // exact: the reference rounded to float32
-		}
-		h.Add(x, b.Rows, g.In, b.Samples)
-	}
+	readGolden(t, "testdata/sparsegpt/case1.json", &g)
+	h := goldenHessian(g.In, g.Batches)
 	if d := sgptRelDiff(h.H, g.Hessian); d > 1e-12 {
 		t.Errorf("Hessian: relative difference %g", d)
 	}

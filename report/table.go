@@ -339,10 +339,11 @@ func (r *Results) WriteMarkdown(w io.Writer, order []string, title string) {
 			if cell.PPL == best[c] {
 				v = "**" + v + "**"
 			}
-			if n := len(present(cell.PPLs)); n > 1 || (r.Roots > 1 && n == 1) {
+			n := len(present(cell.PPLs))
+			if n > 1 || (r.Roots > 1 && n == 1) {
 				v += fmt.Sprintf(" ± %.3f", stddev(cell.PPLs))
 			}
-			if n := len(present(cell.PPLs)); r.Roots > 1 && n < r.Roots {
+			if r.Roots > 1 && n < r.Roots {
 				v += fmt.Sprintf(" (%d of %d runs)", n, r.Roots)
 			}
 			if a, ok := achieved(cell.Report); ok {

@@ -19,8 +19,11 @@ type engine struct {
 	t       int
 	// x holds the current layer's inputs for all windows; each batch's
 	// outputs replace its inputs in place (Forward copies its input first).
-	x    []float32
-	slot *nn.Weights[float32]
+	x []float32
+	// st runs the current layer: one stage over one layer slot for all
+	// layers, so neither the weights nor the stage's workspace are
+	// allocated again per layer.
+	st *nn.Stage[float32]
 }
 
 func newEngine(ck *model.Checkpoint, windows [][]int32, cfg Config) (*engine, error) {
@@ -68,12 +71,12 @@ func (e *engine) batches(f func(i, b int, toks []int32) error) error {
 // outputs with the pruned weights.
 func (e *engine) layer(l int, sink Sink) (LayerResult, error) {
 	c := e.ck.Config
-	w, err := e.loadLayer(l)
+	st, err := e.loadLayer(l)
 	if err != nil {
 		return LayerResult{}, err
 	}
-	st := nn.NewStage(w)
-	col := newCollector(c, e.cfg.Method == SparseGPT || e.cfg.Fixed != nil, e.t)
+	w := st.W
+	col := newCollector(c, e.cfg.solves(), e.t)
 	st.Observer = col
 	d := c.Dim
 	run := func(keep bool) error {
@@ -111,22 +114,26 @@ func (e *engine) layer(l int, sink Sink) (LayerResult, error) {
 }
 
 // loadLayer reads layer l into the engine's one layer slot (allocated for
-// the first layer, refilled for each next one), so memory holds one
-// layer's weights, not one per layer until the garbage collector runs.
-func (e *engine) loadLayer(l int) (*nn.Weights[float32], error) {
-	if e.slot == nil {
-		var err error
-		e.slot, err = nn.Load[float32](e.ck, nn.Part{From: l, To: l + 1})
-		return e.slot, err
+// the first layer, refilled for each next one) and returns the stage over
+// it, so memory holds one layer's weights and one workspace, not one per
+// layer until the garbage collector runs.
+func (e *engine) loadLayer(l int) (*nn.Stage[float32], error) {
+	if e.st == nil {
+		w, err := nn.Load[float32](e.ck, nn.Part{From: l, To: l + 1})
+		if err != nil {
+			return nil, err
+		}
+		e.st = nn.NewStage(w)
+		return e.st, nil
 	}
-	w := e.slot
+	w := e.st.W
 	blk := w.Blocks[w.From]
 	if err := nn.ReadBlockInto(e.ck, l, blk); err != nil {
 		return nil, err
 	}
 	w.Blocks[w.From], w.Blocks[l] = nil, blk
 	w.From, w.To = l, l+1
-	return w, nil
+	return e.st, nil
 }
 
 // pruneMatrix prunes one matrix in place and returns its report and mask.
@@ -171,14 +178,8 @@ func (e *engine) reconstruct(t model.Target, lin *nn.Linear[float32], h *prune.H
 	if dense {
 		r.Dense, r.Reason = true, reason
 	} else {
-		keep := make([]bool, out*in)
-		for i := range out {
-			for j := range in {
-				keep[i*in+j] = mask.Keep(i, j)
-			}
-		}
 		if _, err := prune.SparseGPT(lin.W, out, in, h, prune.SparseGPTConfig{
-			Mask: keep, BlockSize: e.cfg.BlockSize, PercDamp: e.cfg.PercDamp}); err != nil {
+			Mask: mask, BlockSize: e.cfg.BlockSize, PercDamp: e.cfg.PercDamp}); err != nil {
 			return r, nil, err
 		}
 	}
@@ -223,13 +224,7 @@ func (e *engine) sparseGPT(lin *nn.Linear[float32], h *prune.Hessian) (*prune.Ma
 	if err != nil {
 		return nil, err
 	}
-	mask := prune.NewMask(lin.Out, lin.In)
-	for i, k := range res.Keep {
-		if k {
-			mask.Set(i/lin.In, i%lin.In, true)
-		}
-	}
-	return mask, nil
+	return prune.MaskFromKeep(lin.Out, lin.In, res.Keep), nil
 }
 
 // roundToStorage rounds updated weights to the checkpoint's dtype, so the

@@ -47,11 +47,11 @@ func EstimateFootprint(c *model.Config, windows, t int, cfg Config) Footprint {
 	}
 	for _, w := range widths {
 		f.Statistics += 8 * w
-		if cfg.Method == SparseGPT {
+		if cfg.solves() {
 			f.Statistics += 8 * w * w
 		}
 	}
-	if cfg.Method == SparseGPT {
+	if cfg.solves() {
 		// the inverse factor of the widest input, a float64 copy of the
 		// matrix and per-block error buffers
 		f.Solve = 8*largestIn*largestIn + 8*largest + 8*largest/4

@@ -99,6 +99,11 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// solves reports whether matrices are solved with SparseGPT's OBS sweep
+// (SparseGPT itself, or a fixed mask's reconstruction), which needs each
+// layer's input Hessians.
+func (c *Config) solves() bool { return c.Method == SparseGPT || c.Fixed != nil }
+
 func (c *Config) defaults() {
 	if c.BlockSize == 0 {
 		c.BlockSize = 128

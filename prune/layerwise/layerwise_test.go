@@ -36,6 +36,25 @@ func stories(t *testing.T) (*model.Checkpoint, [][]int32) {
 	return ck, ws
 }
 
+// denseInputs loads the whole dense model and records layer 0's matrix
+// inputs over the windows, one window at a time.
+func denseInputs(t *testing.T, ck *model.Checkpoint, ws [][]int32) (*nn.Weights[float32], *capture) {
+	t.Helper()
+	w, err := nn.Load[float32](ck, nn.Whole(ck.Config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := nn.NewStage(w)
+	cap := &capture{x: map[model.Matrix][]float32{}}
+	st.Observer = cap
+	for _, win := range ws {
+		if _, err := st.Forward(win, nil, 1, len(win), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w, cap
+}
+
 // outputError is ‖X·Wᵀ − X·Ŵᵀ‖² for the layer-0 inputs X of matrix m.
 func outputError(x, w, what []float32, out, in int) float64 {
 	rows := len(x) / in
@@ -55,15 +74,7 @@ func outputError(x, w, what []float32, out, in int) float64 {
 // Wanda's for every matrix; at 0% it leaves the weights unchanged.
 func TestSparseGPTBeatsWandaOnRealLayer(t *testing.T) {
 	ck, ws := stories(t)
-	w, _ := nn.Load[float32](ck, nn.Whole(ck.Config))
-	st := nn.NewStage(w)
-	cap := &capture{x: map[model.Matrix][]float32{}}
-	st.Observer = cap
-	for _, win := range ws {
-		if _, err := st.Forward(win, nil, 1, len(win), false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w, cap := denseInputs(t, ck, ws)
 	pruned := map[Method]map[model.Matrix][]float32{}
 	for _, m := range []Method{Wanda, SparseGPT} {
 		pruned[m] = map[model.Matrix][]float32{}
@@ -111,15 +122,7 @@ func TestSparseGPTBeatsWandaOnRealLayer(t *testing.T) {
 // SparseGPT's weights bit for bit through the whole model.
 func TestFixedMaskReconstruction(t *testing.T) {
 	ck, ws := stories(t)
-	w, _ := nn.Load[float32](ck, nn.Whole(ck.Config))
-	st := nn.NewStage(w)
-	cap := &capture{x: map[model.Matrix][]float32{}}
-	st.Observer = cap
-	for _, win := range ws {
-		if _, err := st.Forward(win, nil, 1, len(win), false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w, cap := denseInputs(t, ck, ws)
 	type out struct {
 		w    map[model.Target][]float32
 		mask map[model.Target]*prune.Mask
@@ -163,5 +166,19 @@ func TestFixedMaskReconstruction(t *testing.T) {
 				t.Fatalf("%s: weight %d %v with SparseGPT, %v with its mask fixed", tg, i, wt[i], again.w[tg][i])
 			}
 		}
+	}
+}
+
+// TestFootprintOfFixedMask: reconstructing a fixed mask collects the same
+// Hessians and runs the same solve as SparseGPT, and the estimate says so.
+func TestFootprintOfFixedMask(t *testing.T) {
+	c := &model.Config{Layers: 2, Dim: 64, Hidden: 96, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 101, MaxSeq: 64}
+	fixed := func(model.Target) (*prune.Mask, bool, string, error) { return nil, false, "", nil }
+	f := EstimateFootprint(c, 8, 32, Config{Fixed: fixed})
+	s := EstimateFootprint(c, 8, 32, Config{Method: SparseGPT})
+	w := EstimateFootprint(c, 8, 32, Config{Method: Wanda})
+	if f.Statistics != s.Statistics || f.Solve != s.Solve || f.Statistics <= w.Statistics {
+		t.Fatalf("fixed mask: statistics %d, solve %d; SparseGPT %d, %d; Wanda %d, %d",
+			f.Statistics, f.Solve, s.Statistics, s.Solve, w.Statistics, w.Solve)
 	}
 }
