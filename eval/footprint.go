@@ -22,29 +22,10 @@ func (f Footprint) Total() uint64 { return f.Weights + f.Activations + f.Workspa
 // windows; measured peaks of small models stay under it.
 const fixedAllowance = 96 << 20
 
-// Params counts a model's parameters.
-func Params(c *model.Config) int64 {
-	embed := int64(c.Vocab) * int64(c.Dim)
-	n := embed + int64(c.Dim)
-	if !c.TiedHead {
-		n += embed
-	}
-	return n + int64(c.Layers)*layerParams(c)
-}
-
+// layerParams is one decoder layer's parameter count.
 func layerParams(c *model.Config) int64 {
-	n := 2 * int64(c.Dim)
-	if c.QKNorm {
-		n += 2 * int64(c.HeadDim)
-	}
-	for m := model.Matrix(0); m < model.NumMatrices; m++ {
-		out, in := m.Shape(c)
-		n += int64(out) * int64(in)
-		if (c.QKVBias && m <= model.V) || (c.OBias && m == model.O) {
-			n += int64(out)
-		}
-	}
-	return n
+	mat, other := c.LayerParams()
+	return mat + other
 }
 
 // workspace is what the stage holds for one batch (layer, attention and
@@ -55,7 +36,7 @@ func workspace(c *model.Config, b, t int) uint64 {
 
 // InMemoryFootprint is Perplexity's: the whole model as float32.
 func InMemoryFootprint(c *model.Config, windows, t, batch int) Footprint {
-	return Footprint{Weights: 4 * uint64(Params(c)), Workspace: workspace(c, batch, t), Fixed: fixedAllowance}
+	return Footprint{Weights: 4 * uint64(c.Params()), Workspace: workspace(c, batch, t), Fixed: fixedAllowance}
 }
 
 // StreamedFootprint is PerplexityStreamed's: the largest of the embedding,

@@ -92,14 +92,14 @@ func TestFootprints(t *testing.T) {
 	in := InMemoryFootprint(c, 166, 2048, 2)
 	keep := StreamedFootprint(c, 166, 2048, 2, false)
 	spill := StreamedFootprint(c, 166, 2048, 2, true)
-	if params := Params(c); params < 1_000_000_000 || params > 1_200_000_000 {
+	if params := c.Params(); params < 1_000_000_000 || params > 1_200_000_000 {
 		t.Fatalf("TinyLlama shape has %d parameters, want ≈1.1e9", params)
 	}
 	if !(spill.Total() < keep.Total() && spill.Total() < in.Total()) {
 		t.Fatalf("in memory %d, streamed %d, spilled %d", in.Total(), keep.Total(), spill.Total())
 	}
-	if in.Weights != 4*uint64(Params(c)) {
-		t.Fatalf("in-memory weights %d, want 4 B × %d", in.Weights, Params(c))
+	if in.Weights != 4*uint64(c.Params()) {
+		t.Fatalf("in-memory weights %d, want 4 B × %d", in.Weights, c.Params())
 	}
 	if keep.Activations != 166*2048*2048*4 {
 		t.Fatalf("activations %d", keep.Activations)

@@ -188,7 +188,7 @@ func (ck *Checkpoint) checkTensors() error {
 		for m := Matrix(0); m < NumMatrices; m++ {
 			out, in := m.Shape(c)
 			want[Target{l, m}.TensorName()] = []int{out, in}
-			if (c.QKVBias && m <= V) || (c.OBias && m == O) {
+			if c.HasBias(m) {
 				want[Target{l, m}.BiasName()] = []int{out}
 			}
 		}

@@ -58,6 +58,41 @@ func (c *Config) QDim() int { return c.Heads * c.HeadDim }
 // KVDim is the width of the concatenated key (or value) heads.
 func (c *Config) KVDim() int { return c.KVHeads * c.HeadDim }
 
+// LayerParams counts one decoder layer's parameters: the target matrices
+// (the seven linear layers' weights), and the rest (its norms, Qwen3's
+// per-head q/k norms and the biases the family has).
+func (c *Config) LayerParams() (matrices, other int64) {
+	other = 2 * int64(c.Dim)
+	if c.QKNorm {
+		other += 2 * int64(c.HeadDim)
+	}
+	for m := Matrix(0); m < NumMatrices; m++ {
+		out, in := m.Shape(c)
+		matrices += int64(out) * int64(in)
+		if c.HasBias(m) {
+			other += int64(out)
+		}
+	}
+	return matrices, other
+}
+
+// HasBias reports whether matrix m of every layer has a bias (QKVBias:
+// Qwen2's q, k, v; OBias: o).
+func (c *Config) HasBias(m Matrix) bool {
+	return (c.QKVBias && m <= V) || (c.OBias && m == O)
+}
+
+// Params counts the model's parameters (a tied head once).
+func (c *Config) Params() int64 {
+	embed := int64(c.Vocab) * int64(c.Dim)
+	n := embed + int64(c.Dim) // embedding and the final norm
+	if !c.TiedHead {
+		n += embed
+	}
+	mat, other := c.LayerParams()
+	return n + int64(c.Layers)*(mat+other)
+}
+
 // Validate rejects configurations the engine cannot run, with the reason.
 func (c *Config) Validate() error {
 	switch {

@@ -36,7 +36,7 @@ func RandomWeights[T Float](c *model.Config, seed uint64) *Weights[T] {
 		for m := model.Matrix(0); m < model.NumMatrices; m++ {
 			out, in := m.Shape(c)
 			b.Lin[m] = Linear[T]{W: normal(out*in, 1/math.Sqrt(float64(in))), Out: out, In: in}
-			if (c.QKVBias && m <= model.V) || (c.OBias && m == model.O) {
+			if c.HasBias(m) {
 				b.Lin[m].B = normal(out, 0.1)
 			}
 		}

@@ -109,7 +109,7 @@ func blockTensors[T Float](c *model.Config, l int, b *Block[T]) []blockTensor[T]
 	for m := model.Matrix(0); m < model.NumMatrices; m++ {
 		t := model.Target{Layer: l, Matrix: m}
 		ts = append(ts, blockTensor[T]{t.TensorName(), &b.Lin[m].W})
-		if (c.QKVBias && m <= model.V) || (c.OBias && m == model.O) {
+		if c.HasBias(m) {
 			ts = append(ts, blockTensor[T]{t.BiasName(), &b.Lin[m].B})
 		}
 	}

@@ -81,21 +81,16 @@ func perParam(b, params int64) float64 {
 func planShard(c *model.Config, spec job.Spec, p nn.Part, workers int) ShardMemory {
 	const f32 = 4
 	var targets, largest, other, stats int64
-	for l := p.From; l < p.To; l++ {
-		for m := model.Matrix(0); m < model.NumMatrices; m++ {
-			out, in := m.Shape(c)
-			n := int64(out) * int64(in)
-			targets += n
-			largest = max(largest, n)
-			if (c.QKVBias && m <= model.V) || (c.OBias && m == model.O) {
-				other += int64(out)
-			}
-		}
-		other += 2 * int64(c.Dim)
-		if c.QKNorm {
-			other += 2 * int64(c.HeadDim)
-		}
-		stats += 8 * int64(2*c.Dim+c.QDim()+c.Hidden) // prune.Stats per input group, float64
+	layerMat, layerOther := c.LayerParams()
+	for m := model.Matrix(0); m < model.NumMatrices; m++ {
+		out, in := m.Shape(c)
+		largest = max(largest, int64(out)*int64(in))
+	}
+	if layers := int64(p.To - p.From); layers > 0 {
+		targets, other = layers*layerMat, layers*layerOther
+		stats = layers * 8 * int64(2*c.Dim+c.QDim()+c.Hidden) // prune.Stats per input group, float64
+	} else {
+		largest = 0
 	}
 	embed := int64(c.Vocab) * int64(c.Dim)
 	if p.Embed || (p.Head && c.TiedHead) {

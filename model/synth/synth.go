@@ -86,7 +86,7 @@ func Tensors(c *model.Config, seed uint64) []model.HFTensor {
 			tg := model.Target{Layer: l, Matrix: m}
 			o, i := m.Shape(c)
 			add(next(), tg.TensorName(), []int{o, i}, 1/math.Sqrt(float64(i)), 0)
-			if (c.QKVBias && m <= model.V) || (c.OBias && m == model.O) {
+			if c.HasBias(m) {
 				add(more(), tg.BiasName(), []int{o}, 0.02, 0)
 			}
 		}

@@ -31,13 +31,13 @@ func (f Footprint) Total() uint64 {
 func EstimateFootprint(c *model.Config, windows, t int, cfg Config) Footprint {
 	cfg.defaults()
 	widths := []uint64{uint64(c.Dim), uint64(c.QDim()), uint64(c.Dim), uint64(c.Hidden)}
-	var layer, largest, largestIn uint64
+	var largest, largestIn uint64
 	for m := model.Matrix(0); m < model.NumMatrices; m++ {
 		out, in := m.Shape(c)
-		layer += uint64(out) * uint64(in)
 		largest, largestIn = max(largest, uint64(out)*uint64(in)), max(largestIn, uint64(in))
 	}
-	layer += 2*uint64(c.Dim) + 2*uint64(c.HeadDim) + uint64(c.QDim()+2*c.KVDim()+c.Dim)
+	mat, other := c.LayerParams()
+	layer := uint64(mat + other)
 	f := Footprint{
 		Embed:       4 * uint64(c.Vocab) * uint64(c.Dim),
 		Layer:       4 * layer,
