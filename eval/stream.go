@@ -133,15 +133,12 @@ func (s *streamer) layers(step func()) error {
 	if err != nil {
 		return err
 	}
-	slot := w.Blocks[0]
 	st := nn.NewStage(w)
 	for l := 0; l < c.Layers; l++ {
 		if l > 0 {
-			if err := nn.ReadBlockInto(s.ck, l, slot); err != nil {
+			if err := nn.MoveLayer(s.ck, w, l); err != nil {
 				return err
 			}
-			w.Blocks[l-1], w.Blocks[l] = nil, slot
-			w.From, w.To = l, l+1
 		}
 		err := s.each(func(i, b int) error {
 			x, err := s.acts.get(i, b)

@@ -126,13 +126,9 @@ func (e *engine) loadLayer(l int) (*nn.Stage[float32], error) {
 		e.st = nn.NewStage(w)
 		return e.st, nil
 	}
-	w := e.st.W
-	blk := w.Blocks[w.From]
-	if err := nn.ReadBlockInto(e.ck, l, blk); err != nil {
+	if err := nn.MoveLayer(e.ck, e.st.W, l); err != nil {
 		return nil, err
 	}
-	w.Blocks[w.From], w.Blocks[l] = nil, blk
-	w.From, w.To = l, l+1
 	return e.st, nil
 }
 
