@@ -203,11 +203,7 @@ func runProbe(ctx context.Context, spec job.Spec, ck *model.Checkpoint, w *nn.We
 	if err != nil {
 		return nil, err
 	}
-	var ms []extract.Matrix
-	for _, tg := range model.Targets(ck.Config) {
-		out, in := tg.Matrix.Shape(ck.Config)
-		ms = append(ms, extract.Matrix{Name: tg.TensorName(), Out: out, In: in, Gamma: store.Gamma[tg.TensorName()]})
-	}
+	ms := gammaMatrices(ck.Config, store)
 	p := &lrProbe{LR: lr, NLL: map[string]float64{}}
 	for _, t := range targets {
 		rs, err := extract.Masks(ms, t)
