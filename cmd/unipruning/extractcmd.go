@@ -179,10 +179,9 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 	}
 	dense := &report.Report{} // the dense model's scores, shared by every target's report
 	if f.evals.any() && !f.evals.skipDense {
-		if err := f.evals.score("dense", newScorer(m.ck, nil, &f.evals.mem), m.tok, m.ck.TokenizerPath, spec.Seqlen, dense); err != nil {
+		if err := f.evals.score("dense", m, m.ck.TokenizerPath, spec.Seqlen, dense); err != nil {
 			return nil, err
 		}
-		m.w = nil
 	}
 	var reps []*report.Report
 	err = model.WriteDirAtomically(f.out, f.force, func(tmp string) error {
