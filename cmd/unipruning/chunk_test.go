@@ -1,18 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"math/rand/v2"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/unipruning/unipruning/job"
-	"github.com/unipruning/unipruning/prune/gammastore"
 )
 
 // TestSearchChunkedShards: a search with --chunk gives bitwise the same Γ
@@ -37,26 +29,7 @@ func TestSearchChunkedKillResume(t *testing.T) {
 	ref := search(t, spec, 1)
 	bin := buildBinary(t)
 	out := filepath.Join(t.TempDir(), "run")
-	cmd := exec.Command(bin, "search", "--model", spec.Model, "--tokenizer", spec.Tokenizer, "--mode", spec.Mode,
+	killAndResume(t, bin, []string{"search", "--model", spec.Model, "--tokenizer", spec.Tokenizer, "--mode", spec.Mode,
 		"--calib", spec.CalibPath, "--calib-format", "lines", "--seqlen", "64", "--steps", "24",
-		"--checkpoint-every", "4", "--chunk", "24", "--shards", "2", "--out", out)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitForLedgerStep(t, filepath.Join(out, "ledger.json"), 8, 60*time.Second)
-	time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
-	if _, err := os.Stat(filepath.Join(out, gammastore.ManifestName)); err == nil {
-		t.Skip("the search finished before the kill; nothing to resume")
-	}
-	resume := exec.Command(bin, "search", "--resume", "--shards", "2", "--out", out)
-	if b, err := resume.CombinedOutput(); err != nil {
-		t.Fatalf("resume failed: %v\n%s", err, b)
-	} else if !strings.Contains(string(b), "resumed from the checkpoint of step") {
-		t.Fatalf("resume did not start from a checkpoint:\n%s", b)
-	}
-	requireSameGamma(t, ref, out, "resumed chunked search")
+		"--checkpoint-every", "4", "--chunk", "24", "--shards", "2", "--out", out}, out, ref, "resumed chunked search")
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -75,11 +74,7 @@ func (p devPKI) write(dir string) error {
 	if err := roster.Validate(); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(roster, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, credsRoster), append(b, '\n'), 0o644); err != nil {
+	if err := writeJSONFile(filepath.Join(dir, credsRoster), roster); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, credsReadme), []byte(credsReadmeText(p)), 0o644)

@@ -120,7 +120,7 @@ func runEval(f evalFlags) error {
 	}
 	out.Seconds = time.Since(start).Seconds()
 	out.PeakRSS, _ = sysmem.PeakRSS()
-	logf("peak RSS %.2f GiB", float64(out.PeakRSS)/(1<<30))
+	logf("peak RSS %s", gib(out.PeakRSS))
 	if f.json {
 		return printJSON(out)
 	}

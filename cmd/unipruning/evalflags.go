@@ -100,14 +100,16 @@ func (e *evalSpec) zeroShot(label string, sc *scorer, tok tokenizer.Tokenizer, r
 }
 
 // score evaluates a model on every requested text and task into rep
-// (label: dense, pruned).
-func (e *evalSpec) score(label string, sc *scorer, tok tokenizer.Tokenizer, tokName string, seqlen int, rep *report.Report) error {
-	evs, err := e.run(label, sc, tok, tokName, seqlen)
+// (label: dense, pruned), in memory or streamed as --eval-memory and
+// --eval-stream allow.
+func (e *evalSpec) score(label string, m *loaded, tokName string, seqlen int, rep *report.Report) error {
+	sc := newScorer(m.ck, nil, &e.mem)
+	evs, err := e.run(label, sc, m.tok, tokName, seqlen)
 	rep.Evals = append(rep.Evals, evs...)
 	if err != nil {
 		return err
 	}
-	return e.zeroShot(label, sc, tok, rep)
+	return e.zeroShot(label, sc, m.tok, rep)
 }
 
 // run scores a model on every requested text.
@@ -116,11 +118,11 @@ func (e *evalSpec) run(label string, sc *scorer, tok eval.Tokenizer, tokName str
 	if e.seqlen > 0 {
 		seqlen = e.seqlen
 	}
+	var rg windowRange
+	if e.windows != "" {
+		rg, _ = parseWindows("eval-windows", e.windows) // validated
+	}
 	for i, text := range e.texts {
-		var rg windowRange
-		if e.windows != "" {
-			rg, _ = parseWindows("eval-windows", e.windows) // validated
-		}
 		r, err := perplexityLimited(label, sc, tok, e.dataset(i), text, seqlen, rg, 0)
 		if err != nil {
 			return nil, err

@@ -111,10 +111,7 @@ func TestExtractBadInput(t *testing.T) {
 // uninterrupted run, bitwise.
 func TestResumeCorruptCheckpoint(t *testing.T) {
 	spec := smallSpec(t, job.ModeGlobal)
-	ref := filepath.Join(t.TempDir(), "ref")
-	if _, err := runSearch(context.Background(), searchFlags{spec: spec, out: ref, shards: 1}); err != nil {
-		t.Fatal(err)
-	}
+	ref := search(t, spec, 1)
 	for _, tc := range []struct {
 		name    string
 		corrupt func(step int) bool
@@ -124,10 +121,7 @@ func TestResumeCorruptCheckpoint(t *testing.T) {
 		{"all", func(int) bool { return true }, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), "run")
-			if _, err := runSearch(context.Background(), searchFlags{spec: spec, out: out, shards: 1}); err != nil {
-				t.Fatal(err)
-			}
+			out := search(t, spec, 1)
 			os.Remove(filepath.Join(out, gammastore.ManifestName)) // as if killed before the end
 			var led struct {
 				Checkpoints map[int]map[string]job.Checkpoint `json:"checkpoints"`

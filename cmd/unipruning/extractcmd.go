@@ -179,10 +179,9 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 	}
 	dense := &report.Report{} // the dense model's scores, shared by every target's report
 	if f.evals.any() && !f.evals.skipDense {
-		if err := f.evals.score("dense", newScorer(m.ck, nil, &f.evals.mem), m.tok, m.ck.TokenizerPath, spec.Seqlen, dense); err != nil {
+		if err := f.evals.score("dense", m, m.ck.TokenizerPath, spec.Seqlen, dense); err != nil {
 			return nil, err
 		}
-		m.w = nil
 	}
 	var reps []*report.Report
 	err = model.WriteDirAtomically(f.out, f.force, func(tmp string) error {
@@ -217,14 +216,21 @@ func runExtract(f extractFlags) ([]*report.Report, error) {
 	return reps, nil
 }
 
+// gammaMatrices lists the model's target matrices with their Γ from store,
+// in model.Targets order (extract.Masks' input).
+func gammaMatrices(c *model.Config, store *gammastore.Store) []extract.Matrix {
+	var ms []extract.Matrix
+	for _, tg := range model.Targets(c) {
+		out, in := tg.Matrix.Shape(c)
+		ms = append(ms, extract.Matrix{Name: tg.TensorName(), Out: out, In: in, Gamma: store.Gamma[tg.TensorName()]})
+	}
+	return ms
+}
+
 // extractOne writes one target's pruned model, masks and report into dir.
 func extractOne(dir string, m *loaded, store *gammastore.Store, t extract.Target, spec *job.Spec, f *extractFlags, dense *report.Report, calib [][]int32) (*report.Report, error) {
 	t0 := time.Now()
-	var ms []extract.Matrix
-	for _, tg := range model.Targets(m.ck.Config) {
-		out, in := tg.Matrix.Shape(m.ck.Config)
-		ms = append(ms, extract.Matrix{Name: tg.TensorName(), Out: out, In: in, Gamma: store.Gamma[tg.TensorName()]})
-	}
+	ms := gammaMatrices(m.ck.Config, store)
 	results, err := extract.Masks(ms, t)
 	if err != nil {
 		return nil, err

@@ -77,10 +77,7 @@ func TestFailedSearchLeavesNoRunDir(t *testing.T) {
 // flags resume.
 func TestResumeRefusesDifferentFlags(t *testing.T) {
 	spec := smallSpec(t, job.ModeGlobal)
-	out := filepath.Join(t.TempDir(), "run")
-	if _, err := runSearch(context.Background(), searchFlags{spec: spec, out: out, shards: 1}); err != nil {
-		t.Fatal(err)
-	}
+	out := search(t, spec, 1)
 	os.Remove(filepath.Join(out, "gamma.json"))
 	other := spec
 	other.LR = 0.01

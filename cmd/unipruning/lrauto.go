@@ -151,8 +151,14 @@ func chooseLR(ctx context.Context, spec job.Spec, ck *model.Checkpoint, targets 
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
+	// The target matrices' original values, copied once: every probe and
+	// target masks w in place and restores it from these.
+	orig := make([][]float32, 0, len(model.Targets(ck.Config)))
+	for _, tg := range model.Targets(ck.Config) {
+		orig = append(orig, slices.Clone(w.Blocks[tg.Layer].Lin[tg.Matrix].W))
+	}
 	for _, lr := range lrGrid {
-		p, err := runProbe(ctx, spec, ck, w, held, targets, lr, filepath.Join(tmp, fmt.Sprintf("lr-%g", lr)))
+		p, err := runProbe(ctx, spec, ck, w, orig, held, targets, lr, filepath.Join(tmp, fmt.Sprintf("lr-%g", lr)))
 		if err != nil {
 			return nil, fmt.Errorf("--lr auto probe at lr %g: %w", lr, err)
 		}
@@ -184,7 +190,7 @@ func probeDetail(p *lrProbe, names []string) string {
 }
 
 // runProbe runs one short search at lr and scores its masks.
-func runProbe(ctx context.Context, spec job.Spec, ck *model.Checkpoint, w *nn.Weights[float32], held [][]int32, targets []extract.Target, lr float64, dir string) (*lrProbe, error) {
+func runProbe(ctx context.Context, spec job.Spec, ck *model.Checkpoint, w *nn.Weights[float32], orig [][]float32, held [][]int32, targets []extract.Target, lr float64, dir string) (*lrProbe, error) {
 	t0 := time.Now()
 	ps := spec
 	ps.LR = lr
@@ -197,18 +203,14 @@ func runProbe(ctx context.Context, spec job.Spec, ck *model.Checkpoint, w *nn.We
 	if err != nil {
 		return nil, err
 	}
-	var ms []extract.Matrix
-	for _, tg := range model.Targets(ck.Config) {
-		out, in := tg.Matrix.Shape(ck.Config)
-		ms = append(ms, extract.Matrix{Name: tg.TensorName(), Out: out, In: in, Gamma: store.Gamma[tg.TensorName()]})
-	}
+	ms := gammaMatrices(ck.Config, store)
 	p := &lrProbe{LR: lr, NLL: map[string]float64{}}
 	for _, t := range targets {
 		rs, err := extract.Masks(ms, t)
 		if err != nil {
 			return nil, err
 		}
-		nll, err := maskedNLL(w, ck.Config, rs, held)
+		nll, err := maskedNLL(w, ck.Config, rs, orig, held)
 		if err != nil {
 			return nil, err
 		}
@@ -220,18 +222,15 @@ func runProbe(ctx context.Context, spec job.Spec, ck *model.Checkpoint, w *nn.We
 	return p, nil
 }
 
-// maskedNLL is the held-out NLL of w with the masks applied; w is
-// restored afterwards.
-func maskedNLL(w *nn.Weights[float32], c *model.Config, rs []extract.Result, held [][]int32) (float64, error) {
-	saved := make([][]float32, len(rs))
+// maskedNLL is the held-out NLL of w with the masks applied; w's target
+// matrices are restored from orig (their original values) afterwards.
+func maskedNLL(w *nn.Weights[float32], c *model.Config, rs []extract.Result, orig [][]float32, held [][]int32) (float64, error) {
 	for i, tg := range model.Targets(c) {
-		lin := &w.Blocks[tg.Layer].Lin[tg.Matrix]
-		saved[i] = slices.Clone(lin.W)
-		rs[i].Mask.Apply(lin.W)
+		rs[i].Mask.Apply(w.Blocks[tg.Layer].Lin[tg.Matrix].W)
 	}
 	nll, err := heldOutNLL(w, held)
 	for i, tg := range model.Targets(c) {
-		copy(w.Blocks[tg.Layer].Lin[tg.Matrix].W, saved[i])
+		copy(w.Blocks[tg.Layer].Lin[tg.Matrix].W, orig[i])
 	}
 	return nll, err
 }

@@ -75,15 +75,11 @@ func (m *memFlags) budget() (uint64, string, error) {
 		b, err := parseSize(m.memory)
 		return b, "--" + m.prefix + "memory", err
 	}
-	return machineMemory()
+	return memoryLimit()
 }
 
-// machineMemory is the machine's RAM or the cgroup limit, whichever is
-// smaller.
-func machineMemory() (uint64, string, error) { return memoryLimit() }
-
-// memoryLimit is what the machine offers (a variable so tests can shrink
-// the machine).
+// memoryLimit is what the machine offers: its RAM or the cgroup limit,
+// whichever is smaller (a variable so tests can shrink the machine).
 var memoryLimit = sysmem.MemoryLimit
 
 // setGoLimit tells the Go runtime the budget (never above what the machine
@@ -113,7 +109,7 @@ func gib(b uint64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }
 // checkFits refuses a one-process command whose estimated footprint
 // exceeds what the machine or cgroup offers.
 func checkFits(what string, need uint64) error {
-	offer, src, err := machineMemory()
+	offer, src, err := memoryLimit()
 	if err != nil {
 		logf("memory check skipped: %v", err)
 		return nil

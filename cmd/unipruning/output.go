@@ -104,7 +104,7 @@ func evalOutput(dir string, m *loaded, rep *report.Report, ev *evalSpec, seqlen 
 		return fmt.Errorf("reloading the pruned output: %w", err)
 	}
 	defer out.ck.Close()
-	return ev.score("pruned", newScorer(out.ck, nil, &ev.mem), out.tok, m.ck.TokenizerPath, seqlen, rep)
+	return ev.score("pruned", out, m.ck.TokenizerPath, seqlen, rep)
 }
 
 // outputModelName is the model path inside an output directory.

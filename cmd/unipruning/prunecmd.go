@@ -180,10 +180,9 @@ func runPrune(f pruneFlags) error {
 		rep.Sparsity = &cfg.Sparsity
 	}
 	if f.evals.any() && !f.evals.skipDense {
-		if err := f.evals.score("dense", newScorer(m.ck, nil, &f.evals.mem), m.tok, m.ck.TokenizerPath, f.seqlen, rep); err != nil {
+		if err := f.evals.score("dense", m, m.ck.TokenizerPath, f.seqlen, rep); err != nil {
 			return err
 		}
-		m.w = nil // free the dense copy; the engine streams layers
 	}
 	err = model.WriteDirAtomically(f.out, f.force, func(tmp string) error {
 		return pruneInto(tmp, m, windows, cfg, rep, &f)

@@ -204,11 +204,7 @@ func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
 	if err = writeLRChoice(sf.out, choice); err == nil {
 		err = embeddedSearch(ctx, sf, spec)
 	}
-	if err != nil && !sf.resume && ctx.Err() == nil {
-		if rerr := os.RemoveAll(sf.out); rerr == nil {
-			logf("search failed; removed its run directory %s", sf.out)
-		}
-	}
+	removeFailedRun(ctx, sf, err)
 	return err
 }
 

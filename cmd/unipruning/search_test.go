@@ -134,6 +134,15 @@ func TestSearchKillResume(t *testing.T) {
 	args := []string{"search", "--model", spec.Model, "--tokenizer", spec.Tokenizer, "--mode", spec.Mode,
 		"--calib", spec.CalibPath, "--calib-format", "lines", "--seqlen", "64", "--steps", "24",
 		"--checkpoint-every", "4", "--shards", "2", "--out", out}
+	killAndResume(t, bin, args, out, ref, "resumed search")
+}
+
+// killAndResume starts `bin args` (a search into out), kills it with
+// SIGKILL at a random moment once step 8 is in its ledger, resumes it
+// with --resume alone (the run's own settings from spec.json) and
+// requires the Γ of the uninterrupted run ref, bitwise.
+func killAndResume(t *testing.T, bin string, args []string, out, ref, what string) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -157,7 +166,7 @@ func TestSearchKillResume(t *testing.T) {
 	} else if !strings.Contains(string(b), "resumed from the checkpoint of step") {
 		t.Fatalf("resume did not start from a checkpoint:\n%s", b)
 	}
-	requireSameGamma(t, ref, out, "resumed search")
+	requireSameGamma(t, ref, out, what)
 }
 
 func waitForLedgerStep(t *testing.T, path string, step int, timeout time.Duration) {

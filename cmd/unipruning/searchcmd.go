@@ -168,12 +168,19 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 		afterRunDir(f.out)
 	}
 	man, err := searchInto(ctx, f, spec, ck, parts, plan)
+	removeFailedRun(ctx, f, err)
+	return man, err
+}
+
+// removeFailedRun removes the run directory of a fresh search that failed
+// with err (so a rerun is not blocked); a resumed or interrupted one (ctx
+// ended) keeps it for --resume.
+func removeFailedRun(ctx context.Context, f searchFlags, err error) {
 	if err != nil && !f.resume && ctx.Err() == nil {
 		if rerr := os.RemoveAll(f.out); rerr == nil {
 			logf("search failed; removed its run directory %s", f.out)
 		}
 	}
-	return man, err
 }
 
 // afterRunDir, set by tests only, runs once the run directory exists (to

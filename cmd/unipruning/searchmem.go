@@ -50,8 +50,7 @@ func localResources(apis []shardrpc.API, plan shard.MemoryPlan, stepSeconds floa
 	}
 	if rss, err := sysmem.PeakRSS(); err == nil {
 		r.PeakRSS = []uint64{rss} // one process holds every shard
-		logf("peak RSS %.2f GiB; the memory plan predicts %.2f GiB (+%.0f%% GC headroom)",
-			float64(rss)/(1<<30), float64(plan.BytesTotal)/(1<<30), 100*plan.GCHeadroom)
+		logf("peak RSS %s; the memory plan predicts %s (+%.0f%% GC headroom)", gib(rss), gib(uint64(plan.BytesTotal)), 100*plan.GCHeadroom)
 	}
 	if ph.Steps > 0 {
 		per := ph.PerStep()

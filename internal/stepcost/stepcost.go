@@ -80,7 +80,7 @@ func Predict(r Rates, s Step) (Prediction, error) {
 		var busy float64
 		for c := 0; c < nc; c++ {
 			p0, p1 := c*chunk, min(s.Seqlen, (c+1)*chunk)
-			lf, hf := chunkMACs(s.Cfg, part, p0, p1)
+			lf, hf := ChunkMACs(s.Cfg, part, p0, p1)
 			fwd[i][c] = lf/r.LayerMACs + hf/r.HeadMACs
 			if s.Train {
 				bwd[i][c] = r.BackwardFactor*lf/r.LayerMACs + r.HeadBackwardFactor*hf/r.HeadMACs
@@ -146,9 +146,10 @@ func schedule(fwd, bwd [][]float64, link func(c int) float64, train bool) float6
 	return end
 }
 
-// chunkMACs returns the forward multiply-adds of part's decoder layers
-// (matrices and causal attention) and of its head on rows [p0, p1).
-func chunkMACs(c *model.Config, part nn.Part, p0, p1 int) (layers, head float64) {
+// ChunkMACs returns the forward multiply-adds of part's decoder layers
+// (matrices and causal attention) and of its head on rows [p0, p1): the
+// work Rates' MACs per second are measured against.
+func ChunkMACs(c *model.Config, part nn.Part, p0, p1 int) (layers, head float64) {
 	var lin float64
 	for m := model.Matrix(0); m < model.NumMatrices; m++ {
 		o, i := m.Shape(c)

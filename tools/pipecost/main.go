@@ -158,12 +158,7 @@ func measure(c *model.Config, window int, chunks []int) stepcost.Rates {
 			bwd += time.Since(t0)
 		}
 	}
-	var lin float64
-	for m := model.Matrix(0); m < model.NumMatrices; m++ {
-		o, i := m.Shape(c)
-		lin += float64(o * i)
-	}
-	macs := float64(window)*lin + 2*float64(c.Heads*c.HeadDim)*float64(window)*float64(window+1)/2
+	macs, _ := stepcost.ChunkMACs(c, nn.Part{From: 0, To: 1}, 0, window)
 	r := stepcost.Rates{LayerMACs: macs / fwd.Seconds(), BackwardFactor: bwd.Seconds() / fwd.Seconds()}
 	r.HeadMACs, r.HeadBackwardFactor = measureHead(c, w, chunk)
 	r.UpdatePerWeight = measureUpdate(c)
@@ -198,7 +193,8 @@ func measureHead(c *model.Config, w *nn.Weights[float32], rows int) (float64, fl
 		}
 		g = time.Since(t0)
 	}
-	return float64(rows*c.Vocab*c.Dim) / f.Seconds(), (g - f).Seconds() / f.Seconds()
+	_, macs := stepcost.ChunkMACs(c, nn.Part{From: 1, To: 1, Head: true}, 0, rows)
+	return macs / f.Seconds(), (g - f).Seconds() / f.Seconds()
 }
 
 // measureUpdate times what a shard does per target weight after the
