@@ -92,6 +92,36 @@ func TestResumeRefusesDifferentFlags(t *testing.T) {
 	}
 }
 
+// TestResumeLRAuto: on --resume, --lr auto means the rate the run chose
+// (its spec's, no new probes); a run started at a fixed rate refuses an
+// explicit --lr auto, and takes the default auto of `run` as its own rate.
+func TestResumeLRAuto(t *testing.T) {
+	spec := smallSpec(t, job.ModeGlobal)
+	out := t.TempDir()
+	if err := writeJSONFile(filepath.Join(out, "spec.json"), spec); err != nil {
+		t.Fatal(err)
+	}
+	var none job.Spec
+	lrGiven := func(name string) bool { return name == "lr" }
+	f := searchFlags{spec: none, out: out, resume: true, lrAuto: true, changed: lrGiven}
+	if _, err := searchSpec(&f); err == nil || !isUsage(err) || !strings.Contains(err.Error(), "fixed --lr") {
+		t.Fatalf("explicit --lr auto on a fixed-rate run: %v", err)
+	}
+	f = searchFlags{spec: none, out: out, resume: true, lrAuto: true, changed: func(string) bool { return false }}
+	got, err := searchSpec(&f)
+	if err != nil || got.LR != spec.LR || f.lrAuto {
+		t.Fatalf("default auto on a fixed-rate run: lr %v, still auto %v, %v", got.LR, f.lrAuto, err)
+	}
+	if err := writeLRChoice(out, &lrChoice{LR: spec.LR}); err != nil {
+		t.Fatal(err)
+	}
+	f = searchFlags{spec: none, out: out, resume: true, lrAuto: true, changed: lrGiven}
+	got, err = searchSpec(&f)
+	if err != nil || got.LR != spec.LR || f.lrAuto {
+		t.Fatalf("--lr auto on an auto run: lr %v, still auto %v, %v", got.LR, f.lrAuto, err)
+	}
+}
+
 // TestRunResumeRetriesFailedJob: `run --resume` of a run whose job failed
 // (terminal in its Raft log) is the user's retry: it reopens the job and
 // finishes it instead of reporting the old failure again.

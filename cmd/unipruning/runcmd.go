@@ -184,7 +184,7 @@ func runAll(ctx context.Context, f *runFlags) ([]*report.Report, error) {
 // single-node Raft coordinator and in-process shard servers — the cluster
 // code, wired in one process.
 func runEmbeddedCluster(ctx context.Context, sf searchFlags) error {
-	spec, err := searchSpec(sf)
+	spec, err := searchSpec(&sf)
 	if err != nil {
 		return err
 	}

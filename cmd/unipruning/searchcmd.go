@@ -126,7 +126,7 @@ func runSearch(ctx context.Context, f searchFlags) (*gammastore.Manifest, error)
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	spec, err := searchSpec(f)
+	spec, err := searchSpec(&f)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +190,11 @@ var afterRunDir func(dir string)
 // searchSpec is the spec to run: the flags' for a new run; for --resume,
 // the run's own (spec.json), which flags given on the command line must
 // not contradict.
-func searchSpec(f searchFlags) (job.Spec, error) {
+//
+// --lr auto on resume means "the rate the run chose": no new probes (the
+// run's spec holds the rate), and a run started with a fixed rate is not
+// resumed under --lr auto given explicitly.
+func searchSpec(f *searchFlags) (job.Spec, error) {
 	spec := f.spec
 	if f.resume {
 		b, err := os.ReadFile(filepath.Join(f.out, "spec.json"))
@@ -201,7 +205,19 @@ func searchSpec(f searchFlags) (job.Spec, error) {
 		if err := json.Unmarshal(b, &stored); err != nil {
 			return spec, fmt.Errorf("%s/spec.json: %w", f.out, err)
 		}
-		if diffs := specDiff(stored, f.spec, f.changed); len(diffs) > 0 {
+		given := f.spec
+		if f.lrAuto {
+			ch, err := readLRChoice(f.out)
+			if err != nil {
+				return spec, err
+			}
+			if ch == nil && (f.changed == nil || f.changed("lr")) {
+				return spec, usageError{fmt.Errorf("--resume continues the run in %s, which ran at the fixed --lr %v, not --lr auto; "+
+					"leave --lr out to resume it", f.out, stored.LR)}
+			}
+			given.LR, f.lrAuto = stored.LR, false
+		}
+		if diffs := specDiff(stored, given, f.changed); len(diffs) > 0 {
 			return spec, usageError{fmt.Errorf("--resume continues the run in %s with its own settings, but %s; "+
 				"leave those flags out to resume, or start a new run (another --out, or --force)", f.out, strings.Join(diffs, "; "))}
 		}
